@@ -1,0 +1,55 @@
+# The two commands of the README: `make run` and `make test`. Everything they
+# need is installed here, so a fresh machine and CI behave the same.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+export UV_LINK_MODE := copy
+PYTHON ?= python3
+UV := .tools/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8080
+
+.PHONY: run test setup lint typecheck pytest bench browser fmt clean
+
+run: setup ## set up and start the fleet at http://$(HOST):$(PORT)
+	$(BIN)/lockgate run --host $(HOST) --port $(PORT)
+
+test: setup browser lint typecheck pytest ## set up and run every check and test
+
+setup: $(VENV)/.synced
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet 'uv>=0.13,<0.14'
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --all-extras --python $(PYTHON)
+	touch $@
+
+# Debian's chromium drives the docs page tests (Playwright cannot download a browser here).
+browser:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+lint: setup
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+pytest: setup
+	mkdir -p .lockgate
+	$(BIN)/pytest --junitxml=.lockgate/junit.xml $(PYTEST_ARGS)
+
+bench: setup ## benchmarks; figures go to docs/benchmarks.md
+	$(BIN)/python bench/versioning.py --write docs/benchmarks.md
+
+fmt: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf .venv .tools .lockgate .pytest_cache .mypy_cache .ruff_cache

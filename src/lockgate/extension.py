@@ -1,0 +1,262 @@
+"""The Flask extension: :class:`Versioning`."""
+
+from __future__ import annotations
+
+import re
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
+from urllib.parse import urlencode
+
+from flask import Blueprint, Flask, request
+from flask import url_for as flask_url_for
+from werkzeug.exceptions import HTTPException
+
+from . import dispatch
+from .bundle import VersionBundle
+from .errors import ConfigurationError
+from .problems import handle_http_exception
+from .readers import HeaderReader, MediaTypeReader, QueryReader, Reader, UrlReader
+from .state import ENVIRON_KEY, NEUTRAL_ATTR, RequestVersion, VersioningState, get_state
+from .versions import Label, Version
+
+__all__ = ["Versioning"]
+
+T = TypeVar("T")
+_UNSET: Any = object()
+_SLUG = re.compile(r"[^A-Za-z0-9_]")
+
+#: Every config key the extension reads, with its default.
+DEFAULTS: dict[str, Any] = {
+    "LOCKGATE_PREFIX": "/api",
+    "LOCKGATE_HEADER": "API-Version",
+    "LOCKGATE_QUERY": "version",
+    "LOCKGATE_VENDOR": None,
+    "LOCKGATE_DEFAULT_VERSION": "current",
+    "LOCKGATE_READERS": ("url", "media_type", "header", "query"),
+    "LOCKGATE_PROBLEM_TYPE_BASE": "https://lockgate.dev/problems/",
+    "LOCKGATE_TITLE": None,
+    "LOCKGATE_DOCS_URL": "/docs",
+}
+_OPTIONS = {
+    "prefix": "LOCKGATE_PREFIX",
+    "header": "LOCKGATE_HEADER",
+    "query": "LOCKGATE_QUERY",
+    "vendor": "LOCKGATE_VENDOR",
+    "default": "LOCKGATE_DEFAULT_VERSION",
+    "readers": "LOCKGATE_READERS",
+}
+
+
+def _system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+class Versioning:
+    """Serve several versions of an API side by side, with a deprecation policy.
+
+    :param app: the app to initialise now; or call :meth:`init_app` later.
+    :param versions: the :class:`Version` objects the API serves.
+    :param vendor: the vendor name in ``application/vnd.<vendor>.v2+json``;
+        without it the media type reader is off.
+    :param default: ``"current"``, a label, or ``None`` for strict mode.
+    :param readers: which of ``url``, ``media_type``, ``header``, ``query``
+        to read. A version written in the path is always honoured, since the
+        path itself routes to it.
+    :param header: the request and response version header.
+    :param query: the query parameter.
+    :param prefix: the path every versioned route lives under.
+    :param clock: returns an aware UTC datetime; for tests.
+
+    Arguments given here win over the app's ``LOCKGATE_*`` config.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        versions: Iterable[Version] = _UNSET,
+        vendor: str | None = _UNSET,
+        default: str | None = _UNSET,
+        readers: Sequence[str] = _UNSET,
+        header: str = _UNSET,
+        query: str = _UNSET,
+        prefix: str = _UNSET,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.versions: tuple[Version, ...] | None = (
+            None if versions is _UNSET else tuple(versions)
+        )
+        self.options: dict[str, Any] = {
+            name: value
+            for name, value in {
+                "vendor": vendor,
+                "default": default,
+                "readers": readers,
+                "header": header,
+                "query": query,
+                "prefix": prefix,
+            }.items()
+            if value is not _UNSET
+        }
+        self.clock = clock
+        self._registrations: list[tuple[Blueprint, tuple[str, ...], dict[str, Any]]] = []
+        self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(
+        self,
+        app: Flask,
+        *,
+        versions: Iterable[Version] | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        """Set versioning up on ``app``.
+
+        Reads these config keys (constructor arguments win): ``LOCKGATE_PREFIX``
+        (``"/api"``), ``LOCKGATE_HEADER`` (``"API-Version"``), ``LOCKGATE_QUERY``
+        (``"version"``), ``LOCKGATE_VENDOR`` (``None``), ``LOCKGATE_DEFAULT_VERSION``
+        (``"current"``), ``LOCKGATE_READERS`` (all four),
+        ``LOCKGATE_PROBLEM_TYPE_BASE`` (base URI of problem ``type``),
+        ``LOCKGATE_TITLE`` (OpenAPI title, default the app name) and
+        ``LOCKGATE_DOCS_URL`` (``"/docs"``; ``None`` turns the page off).
+
+        :param versions: versions for this app only (overrides the constructor's).
+        :param clock: a clock for this app only.
+        :raises ConfigurationError: invalid versions or settings.
+        :raises RuntimeError: the extension is already registered on ``app``.
+        """
+        if "lockgate" in app.extensions:
+            raise RuntimeError("lockgate.Versioning is already registered on this app")
+        for key, value in DEFAULTS.items():
+            app.config.setdefault(key, value)
+        options = {name: app.config[key] for name, key in _OPTIONS.items()}
+        options.update(self.options)
+        chosen = tuple(versions) if versions is not None else self.versions
+        if not chosen:
+            raise ConfigurationError("Versioning needs versions=[Version(...), ...]")
+        now_fn = clock or self.clock or _system_clock
+        prefix = "/" + str(options["prefix"]).strip("/")
+        state = VersioningState(
+            versioning=self,
+            bundle=VersionBundle(chosen, options["default"], now_fn()),
+            readers=_make_readers(options, prefix),
+            prefix=prefix,
+            header=options["header"],
+            query=options["query"],
+            vendor=options["vendor"],
+            clock=now_fn,
+        )
+        app.extensions["lockgate"] = state
+        app.before_request_funcs.setdefault(None, []).insert(0, dispatch.before_request)
+        app.after_request(dispatch.after_request)
+        app.register_error_handler(HTTPException, handle_http_exception)
+        app.wsgi_app = dispatch.VersionDispatcher(app.wsgi_app, app)  # type: ignore[method-assign]
+        from .cli import api_cli
+        from .docs import register_docs
+
+        register_docs(app, state)
+        app.cli.add_command(api_cli)
+        self._apps.add(app)
+        for blueprint, labels, options_ in self._registrations:
+            self._register(app, blueprint, labels, options_)
+
+    def register_blueprint(
+        self,
+        blueprint: Blueprint,
+        *,
+        version: str | None = None,
+        versions: Iterable[str] = (),
+        **options: Any,
+    ) -> None:
+        """Mount ``blueprint`` at ``<prefix>/v<label>`` for each version.
+
+        The blueprint's own ``url_prefix`` goes below the version segment. It is
+        registered under the name ``<name>_v<label>``; :meth:`url_for` takes the
+        plain ``<name>.<view>`` and picks the served version.
+        """
+        labels = tuple(versions) + ((version,) if version is not None else ())
+        if not labels:
+            raise ConfigurationError(f"blueprint {blueprint.name!r}: give version= or versions=")
+        self._registrations.append((blueprint, labels, options))
+        for app in self._apps:
+            self._register(app, blueprint, labels, options)
+
+    def _register(
+        self, app: Flask, blueprint: Blueprint, labels: tuple[str, ...], options: dict[str, Any]
+    ) -> None:
+        state = get_state(app)
+        for raw in labels:
+            label = Label.parse(raw)
+            if label is None or state.bundle.get(label) is None:
+                raise ConfigurationError(
+                    f"blueprint {blueprint.name!r}: version {raw!r} is not declared"
+                )
+            name = f"{blueprint.name}_v{_SLUG.sub('_', label.text)}"
+            below = (options.get("url_prefix") or blueprint.url_prefix or "").rstrip("/")
+            app.register_blueprint(
+                blueprint,
+                **{**options, "name": name, "url_prefix": f"{state.prefix}/v{label.text}{below}"},
+            )
+            state.blueprint_versions[name] = label
+            state.blueprint_names[(blueprint.name, label)] = name
+        state.routes = None
+
+    def neutral(self, view: T) -> T:
+        """Mark a view function or a blueprint as version-neutral.
+
+        A neutral route answers with any version or none, ignores version
+        parameters and carries no version headers.
+        """
+        setattr(view, NEUTRAL_ATTR, True)
+        return view
+
+    def url_for(self, endpoint: str, *, _version: str | None = None, **values: Any) -> str:
+        """Build a URL to ``endpoint`` in the version and scheme the client used.
+
+        A client that put the version in the path gets a versioned path; one
+        that used a header or media type gets the unversioned path; one that
+        used the query gets the query parameter back. ``_version`` links to
+        another version explicitly (always in the path).
+        """
+        state = get_state()
+        found: RequestVersion | None = request.environ.get(ENVIRON_KEY)
+        served = found.version if found is not None else None
+        label = Label.parse(_version) if _version is not None else None
+        if label is None and served is not None:
+            label = served.label
+        if label is None:
+            default = state.bundle.snapshot(state.clock()).default
+            label = None if default is None else default.label
+        head, dot, tail = endpoint.partition(".")
+        if label is not None and dot:
+            head = state.blueprint_names.get((head, label), head)
+        url = flask_url_for(f"{head}{dot}{tail}", **values)
+        if _version is not None or found is None or found.negotiated is None:
+            return url
+        source = found.negotiated.source
+        marker = f"{state.prefix}/v{found.negotiated.version.label.text}"
+        if source == "url" or not url.startswith(marker):
+            return url
+        url = state.prefix + url[len(marker) :]
+        if source == "query":
+            joiner = "&" if "?" in url else "?"
+            url += joiner + urlencode({state.query: found.negotiated.version.label.text})
+        return url
+
+
+def _make_readers(options: dict[str, Any], prefix: str) -> tuple[Reader, ...]:
+    names = tuple(options["readers"])
+    unknown = set(names) - {"url", "media_type", "header", "query"}
+    if unknown:
+        raise ConfigurationError(f"unknown version readers: {', '.join(sorted(unknown))}")
+    readers: list[Reader] = [UrlReader(prefix)]
+    if "media_type" in names and options["vendor"]:
+        readers.append(MediaTypeReader(options["vendor"]))
+    if "header" in names:
+        readers.append(HeaderReader(options["header"]))
+    if "query" in names:
+        readers.append(QueryReader(options["query"]))
+    return tuple(cast(Reader, r) for r in readers)

@@ -1,0 +1,245 @@
+"""OpenAPI 3.1 documents generated from the URL map, one per version.
+
+A view describes its bodies with pydantic models through :func:`operation`;
+everything else (paths, parameters, methods, deprecation) is read from the
+routes themselves, so the document cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from flask import Flask
+from pydantic import BaseModel, TypeAdapter
+
+from .state import NEUTRAL_ATTR, VersioningState
+from .versions import Label, Version, VersionStatus
+
+__all__ = ["Operation", "build_openapi", "catalog_entry", "iso", "operation"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+OPERATION_ATTR = "_lockgate_operation"
+_CONVERTER = re.compile(r"<(?:(?P<conv>[a-zA-Z_][a-zA-Z0-9_]*)(?:\([^)]*\))?:)?(?P<name>\w+)>")
+_PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
+    "int": {"type": "integer"},
+    "float": {"type": "number"},
+    "uuid": {"type": "string", "format": "uuid"},
+}
+_PROBLEM_SCHEMA = {
+    "type": "object",
+    "description": "RFC 9457 problem details",
+    "properties": {
+        "type": {"type": "string", "format": "uri-reference"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string"},
+    },
+    "required": ["type", "title", "status"],
+}
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What a view declares about itself for the OpenAPI document."""
+
+    summary: str | None = None
+    description: str | None = None
+    request: Any = None
+    response: Any = None
+    status: int = 200
+    query: type[BaseModel] | None = None
+    responses: dict[int, str] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+
+
+def operation(
+    *,
+    summary: str | None = None,
+    description: str | None = None,
+    request: Any = None,
+    response: Any = None,
+    status: int = 200,
+    query: type[BaseModel] | None = None,
+    responses: dict[int, str] | None = None,
+    tags: tuple[str, ...] = (),
+) -> Callable[[F], F]:
+    """Describe a view's bodies with pydantic models.
+
+    :param request: the request body model.
+    :param response: the success body: a model, or a type such as ``list[User]``.
+    :param status: the success status.
+    :param query: a model whose fields are the query parameters.
+    :param responses: other statuses and what they mean (problem+json bodies).
+    """
+
+    def decorate(view: F) -> F:
+        setattr(
+            view,
+            OPERATION_ATTR,
+            Operation(
+                summary, description, request, response, status, query, responses or {}, tags
+            ),
+        )
+        return view
+
+    return decorate
+
+
+def iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+def lifecycle(version: Version, status: VersionStatus) -> dict[str, Any]:
+    return {
+        "status": str(status),
+        "deprecated": iso(version.deprecated),
+        "sunset": iso(version.sunset),
+        "successor": None if version.successor is None else version.successor.text,
+        "policy": version.policy,
+        "brownouts": [{"start": iso(s), "end": iso(e)} for s, e in version.brownouts],
+    }
+
+
+def catalog_entry(state: VersioningState, version: Version, now: datetime) -> dict[str, Any]:
+    """One object of ``GET <prefix>/versions``."""
+    status = state.bundle.snapshot(now).statuses[version.label]
+    entry = {"version": version.label.text, **lifecycle(version, status)}
+    entry["openapi"] = f"{state.prefix}/v{version.label.text}/openapi.json"
+    return entry
+
+
+class _Schemas:
+    """Collects JSON Schemas of pydantic types into ``components/schemas``."""
+
+    def __init__(self) -> None:
+        self.components: dict[str, Any] = {"Problem": _PROBLEM_SCHEMA}
+
+    def ref(self, annotation: Any) -> dict[str, Any]:
+        schema = TypeAdapter(annotation).json_schema(
+            ref_template="#/components/schemas/{model}", mode="serialization"
+        )
+        self.components.update(schema.pop("$defs", {}))
+        if inspect.isclass(annotation) and issubclass(annotation, BaseModel):
+            self.components[annotation.__name__] = schema
+            return {"$ref": f"#/components/schemas/{annotation.__name__}"}
+        return schema
+
+    def request_ref(self, model: Any) -> dict[str, Any]:
+        schema = TypeAdapter(model).json_schema(
+            ref_template="#/components/schemas/{model}", mode="validation"
+        )
+        self.components.update(schema.pop("$defs", {}))
+        if inspect.isclass(model) and issubclass(model, BaseModel):
+            name = f"{model.__name__}Input"
+            self.components[name] = schema
+            return {"$ref": f"#/components/schemas/{name}"}
+        return schema
+
+
+def build_openapi(app: Flask, state: VersioningState, label: Label, now: datetime) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of one version: exactly its routes."""
+    version = state.bundle.get(label)
+    if version is None:
+        raise LookupError(f"version {label} is not declared")
+    status = state.bundle.snapshot(now).statuses[label]
+    schemas = _Schemas()
+    paths: dict[str, dict[str, Any]] = {}
+    names = {name for name, served in state.blueprint_versions.items() if served == label}
+    base = f"{state.prefix}/v{label.text}"
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        blueprint = rule.endpoint.partition(".")[0]
+        view = app.view_functions[rule.endpoint]
+        if blueprint not in names or getattr(view, NEUTRAL_ATTR, False):
+            continue
+        if getattr(app.blueprints.get(blueprint), NEUTRAL_ATTR, False):
+            continue
+        path, parameters = _path(rule.rule)
+        doc: Operation = getattr(view, OPERATION_ATTR, Operation())
+        original = rule.endpoint.partition(".")[2]
+        tag = blueprint[: -len(f"_v{label.text}")] if blueprint else "default"
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            paths.setdefault(path, {})[method.lower()] = _operation(
+                doc, view, method, parameters, schemas, status, f"{original}_{method.lower()}", tag
+            )
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": app.config.get("LOCKGATE_TITLE") or app.name,
+            "version": label.text,
+            "description": f"API version {label.text} ({status}). Paths live under {base}.",
+        },
+        "paths": paths,
+        "components": {"schemas": schemas.components},
+        "x-lifecycle": lifecycle(version, status),
+    }
+    return document
+
+
+def _path(rule: str) -> tuple[str, list[dict[str, Any]]]:
+    parameters = []
+    for match in _CONVERTER.finditer(rule):
+        conv = match["conv"] or "default"
+        parameters.append(
+            {
+                "name": match["name"],
+                "in": "path",
+                "required": True,
+                "schema": dict(_PARAM_SCHEMAS.get(conv, {"type": "string"})),
+            }
+        )
+    return _CONVERTER.sub(lambda m: "{" + m["name"] + "}", rule), parameters
+
+
+def _operation(
+    doc: Operation,
+    view: Callable[..., Any],
+    method: str,
+    parameters: list[dict[str, Any]],
+    schemas: _Schemas,
+    status: VersionStatus,
+    operation_id: str,
+    tag: str,
+) -> dict[str, Any]:
+    lines = inspect.cleandoc(view.__doc__ or "").split("\n", 1)
+    op: dict[str, Any] = {
+        "operationId": operation_id,
+        "summary": doc.summary or lines[0] or operation_id.replace("_", " "),
+        "tags": list(doc.tags or (tag,)),
+        "parameters": list(parameters),
+    }
+    description = doc.description or (lines[1].strip() if len(lines) > 1 else "")
+    if description:
+        op["description"] = description
+    if doc.query is not None and method == "GET":
+        query_schema = doc.query.model_json_schema()
+        required = set(query_schema.get("required", []))
+        for name, prop in query_schema.get("properties", {}).items():
+            op["parameters"].append(
+                {"name": name, "in": "query", "required": name in required, "schema": prop}
+            )
+    if doc.request is not None and method in ("POST", "PUT", "PATCH"):
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": schemas.request_ref(doc.request)}},
+        }
+    success_status = doc.status if method != "DELETE" or doc.response else 204
+    success: dict[str, Any] = {"description": "Success"}
+    if doc.response is not None and success_status != 204:
+        success["content"] = {"application/json": {"schema": schemas.ref(doc.response)}}
+    responses: dict[str, Any] = {str(success_status): success}
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for code, meaning in sorted(doc.responses.items()):
+        responses[str(code)] = {"description": meaning, "content": problem}
+    responses.setdefault("default", {"description": "Error (RFC 9457)", "content": problem})
+    op["responses"] = responses
+    if not op["parameters"]:
+        del op["parameters"]
+    if status in (VersionStatus.DEPRECATED, VersionStatus.RETIRED):
+        op["deprecated"] = True
+    return op

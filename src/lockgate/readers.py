@@ -1,0 +1,157 @@
+"""The ways a client can name a version, one small class each.
+
+Every reader answers one question, "which versions does this request name?",
+and knows nothing of which versions exist: deciding is the negotiator's job.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from werkzeug.wrappers import Request
+
+__all__ = [
+    "Found",
+    "HeaderReader",
+    "MediaTypeReader",
+    "QueryReader",
+    "Reader",
+    "UrlReader",
+    "split_url_version",
+]
+
+#: A path segment that is an attempt at a version: ``v`` and a digit.
+_SEGMENT = re.compile(r"[vV](\d[^/]*)")
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """One version named by a request, as the client wrote it."""
+
+    #: The label text, not yet parsed (``"1"``, ``"v1.0"``, ``"banana"``).
+    raw: str
+    #: Where it came from: ``url``, ``header``, ``query``, ``accept`` or ``content-type``.
+    source: str
+    #: The ``q`` of an ``Accept`` range; 1 elsewhere.
+    quality: float = 1.0
+    #: For media types, the vendor type with ``{}`` where the label goes.
+    media_type: str | None = None
+
+
+class Reader(Protocol):
+    """Reads the versions a request names."""
+
+    #: The name used in ``Versioning(readers=...)``.
+    name: str
+
+    def read(self, request: Request) -> list[Found]: ...
+
+
+def split_url_version(path: str, prefix: str) -> tuple[str, str] | None:
+    """Split ``/api/v1/users`` into ``("1", "/users")``; ``None`` when unversioned."""
+    if not path.startswith(prefix) or path[len(prefix) : len(prefix) + 1] != "/":
+        return None
+    segment, slash, rest = path[len(prefix) + 1 :].partition("/")
+    match = _SEGMENT.fullmatch(segment)
+    if match is None:
+        return None
+    return match[1], slash + rest
+
+
+class UrlReader:
+    """``/api/v1/users``: the first segment under the prefix."""
+
+    name = "url"
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def read(self, request: Request) -> list[Found]:
+        split = split_url_version(request.path, self.prefix)
+        return [] if split is None else [Found(split[0], "url")]
+
+
+class HeaderReader:
+    """``API-Version: 1``; several lines or a comma list are several values."""
+
+    name = "header"
+
+    def __init__(self, header: str) -> None:
+        self.header = header
+
+    def read(self, request: Request) -> list[Found]:
+        return [
+            Found(item.strip(), "header")
+            for line in request.headers.getlist(self.header)
+            for item in line.split(",")
+            if item.strip()
+        ]
+
+
+class QueryReader:
+    """``?version=1``; a repeated parameter is several values."""
+
+    name = "query"
+
+    def __init__(self, parameter: str) -> None:
+        self.parameter = parameter
+
+    def read(self, request: Request) -> list[Found]:
+        if not request.environ.get("QUERY_STRING"):
+            return []
+        return [Found(value.strip(), "query") for value in request.args.getlist(self.parameter)]
+
+
+class MediaTypeReader:
+    """``Accept: application/vnd.myapp.v1+json`` (or ``...+json; version=1``).
+
+    Reads ``Accept`` with its q-values and, for request bodies, ``Content-Type``.
+    """
+
+    name = "media_type"
+
+    def __init__(self, vendor: str) -> None:
+        self.marker = f"vnd.{vendor.lower()}"
+        vendor_re = re.escape(vendor.lower())
+        self._type = re.compile(
+            rf"application/vnd\.{vendor_re}(?:\.v(?P<label>[^+;\s]+))?\+json", re.IGNORECASE
+        )
+
+    def read(self, request: Request) -> list[Found]:
+        found: list[Found] = []
+        accept = request.headers.get("Accept", "")
+        if self.marker in accept.lower():
+            for item in accept.split(","):
+                hit = self._parse(item, "accept")
+                if hit is not None and hit.quality > 0:
+                    found.append(hit)
+        content_type = request.headers.get("Content-Type", "")
+        if self.marker in content_type.lower():
+            hit = self._parse(content_type, "content-type")
+            if hit is not None:
+                found.append(hit)
+        return found
+
+    def _parse(self, item: str, source: str) -> Found | None:
+        media, *params = (part.strip() for part in item.split(";"))
+        match = self._type.fullmatch(media)
+        if match is None:
+            return None
+        options = {}
+        for param in params:
+            key, _, value = param.partition("=")
+            options[key.strip().lower()] = value.strip().strip('"')
+        label = match["label"]
+        template = media[: match.start("label")] + "{}" + media[match.end("label") :]
+        if label is None:
+            label = options.get("version")
+            if label is None:
+                return None
+            template = f"{media}; version={{}}"
+        try:
+            quality = float(options.get("q", "1"))
+        except ValueError:
+            quality = 0.0
+        return Found(label, source, quality, template)

@@ -1,0 +1,139 @@
+"""Per-app state of the extension, kept at ``app.extensions["lockgate"]``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from flask import Flask, current_app, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import Map, Rule
+
+from .bundle import VersionBundle
+from .errors import ApiVersionError
+from .negotiation import Negotiated
+from .readers import Reader
+from .versions import Label, Version
+
+if TYPE_CHECKING:
+    from .extension import Versioning
+
+__all__ = ["ENVIRON_KEY", "RequestVersion", "VersioningState", "current_version"]
+
+#: Where the dispatcher leaves its decision for the Flask side.
+ENVIRON_KEY = "lockgate.version"
+NEUTRAL_ATTR = "_lockgate_neutral"
+
+
+@dataclass(slots=True)
+class RequestVersion:
+    """What negotiation decided for one request."""
+
+    negotiated: Negotiated | None
+    error: ApiVersionError | None
+    #: The client used no version in the path (``/api/users``).
+    unversioned: bool
+    #: The path below the version segment (``/users/5``).
+    rest: str
+
+    @property
+    def version(self) -> Version | None:
+        return None if self.negotiated is None else self.negotiated.version
+
+
+@dataclass(slots=True)
+class VersioningState:
+    """Everything one app's versioning needs at request time."""
+
+    versioning: Versioning
+    bundle: VersionBundle
+    readers: tuple[Reader, ...]
+    prefix: str
+    header: str
+    query: str
+    vendor: str | None
+    clock: Callable[[], datetime]
+    #: Registered blueprint name -> the version it serves.
+    blueprint_versions: dict[str, Label] = field(default_factory=dict)
+    #: (original blueprint name, version) -> registered blueprint name.
+    blueprint_names: dict[tuple[str, Label], str] = field(default_factory=dict)
+    #: Filled on the first request, when the URL map is complete.
+    routes: RouteIndex | None = None
+
+    def route_index(self, app: Flask) -> RouteIndex:
+        if self.routes is None:
+            self.routes = RouteIndex.build(app, self)
+        return self.routes
+
+
+@dataclass(slots=True)
+class RouteIndex:
+    """The URL map seen from versioning: neutral paths and each version's routes."""
+
+    neutral_static: frozenset[str]
+    neutral_dynamic: Map | None
+    #: Version -> rule templates below the version segment (``/users/<int:id>``).
+    templates: dict[Label, frozenset[str]]
+
+    @classmethod
+    def build(cls, app: Flask, state: VersioningState) -> RouteIndex:
+        static: set[str] = set()
+        dynamic: list[Rule] = []
+        templates: dict[Label, set[str]] = {v.label: set() for v in state.bundle.versions}
+        prefix = state.prefix
+        for rule in app.url_map.iter_rules():
+            if not (rule.rule == prefix or rule.rule.startswith(prefix + "/")):
+                continue
+            blueprint = rule.endpoint.rpartition(".")[0].partition(".")[0]
+            label = state.blueprint_versions.get(blueprint)
+            view = app.view_functions.get(rule.endpoint)
+            owner = app.blueprints.get(blueprint)
+            neutral = (
+                label is None
+                or getattr(view, NEUTRAL_ATTR, False)
+                or getattr(owner, NEUTRAL_ATTR, False)
+            )
+            if neutral:
+                if rule.arguments:
+                    dynamic.append(Rule(rule.rule, endpoint=rule.endpoint))
+                else:
+                    static.add(rule.rule)
+                continue
+            assert label is not None
+            templates[label].add(rule.rule[len(f"{prefix}/v{label.text}") :])
+        return cls(
+            neutral_static=frozenset(static),
+            neutral_dynamic=Map(dynamic) if dynamic else None,
+            templates={label: frozenset(paths) for label, paths in templates.items()},
+        )
+
+    def is_neutral(self, path: str) -> bool:
+        if path in self.neutral_static:
+            return True
+        if self.neutral_dynamic is None:
+            return False
+        try:
+            self.neutral_dynamic.bind("localhost").match(path, method="GET")
+        except MethodNotAllowed:
+            return True
+        except HTTPException:
+            return False
+        return True
+
+
+def get_state(app: Flask | None = None) -> VersioningState:
+    """The versioning state of ``app`` (default: the current app)."""
+    app = app or current_app
+    try:
+        state: VersioningState = app.extensions["lockgate"]
+    except KeyError:
+        raise RuntimeError("lockgate.Versioning is not initialised on this app") from None
+    return state
+
+
+def current_version() -> Version | None:
+    """The :class:`Version` being served, inside a request; ``None`` on a neutral route."""
+    found: RequestVersion | None = request.environ.get(ENVIRON_KEY)
+    return None if found is None else found.version
