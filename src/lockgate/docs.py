@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import flask_swagger_ui
+import flask_swagger_ui  # type: ignore[import-untyped]
 from flask import Flask, Response, jsonify, send_from_directory
 from markupsafe import Markup
 
@@ -53,7 +53,12 @@ def register_docs(app: Flask, state: VersioningState) -> None:
         def spec(label: object = label) -> Response:
             return jsonify(build_openapi(app, state, label, state.clock()))  # type: ignore[arg-type]
 
-        _add(app, f"{state.prefix}/v{label.text}/openapi.json", f"lockgate_openapi_{label.text.replace('.', '_').replace('-', '_')}", spec)
+        _add(
+            app,
+            f"{state.prefix}/v{label.text}/openapi.json",
+            f"lockgate_openapi_{label.text.replace('.', '_').replace('-', '_')}",
+            spec,
+        )
 
     docs_url = app.config.get("LOCKGATE_DOCS_URL")
     if not docs_url:

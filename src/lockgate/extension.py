@@ -6,7 +6,7 @@ import re
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, request
@@ -85,9 +85,7 @@ class Versioning:
         prefix: str = _UNSET,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        self.versions: tuple[Version, ...] | None = (
-            None if versions is _UNSET else tuple(versions)
-        )
+        self.versions: tuple[Version, ...] | None = None if versions is _UNSET else tuple(versions)
         self.options: dict[str, Any] = {
             name: value
             for name, value in {
@@ -259,4 +257,4 @@ def _make_readers(options: dict[str, Any], prefix: str) -> tuple[Reader, ...]:
         readers.append(HeaderReader(options["header"]))
     if "query" in names:
         readers.append(QueryReader(options["query"]))
-    return tuple(cast(Reader, r) for r in readers)
+    return tuple(readers)

@@ -142,7 +142,9 @@ class _Schemas:
         return schema
 
 
-def build_openapi(app: Flask, state: VersioningState, label: Label, now: datetime) -> dict[str, Any]:
+def build_openapi(
+    app: Flask, state: VersioningState, label: Label, now: datetime
+) -> dict[str, Any]:
     """The OpenAPI 3.1 document of one version: exactly its routes."""
     version = state.bundle.get(label)
     if version is None:

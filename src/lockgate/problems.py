@@ -108,6 +108,4 @@ def handle_http_exception(error: HTTPException) -> Response | HTTPException:
     detail = error.description
     if isinstance(error, InternalServerError) and not isinstance(error, Problem):
         detail = "The server hit an unexpected error; it has been logged."
-    return problem_response(
-        error.code, detail, title=title, code=code, headers=headers, **extra
-    )
+    return problem_response(error.code, detail, title=title, code=code, headers=headers, **extra)
