@@ -4,10 +4,12 @@
   prefix that is not version-neutral it negotiates the version and rewrites
   ``/api/users`` to ``/api/v2/users``, so Flask routes, runs blueprint hooks
   and builds URLs exactly as if the client had written the version.
-- :func:`before_request` turns a failed negotiation, a retired version or a
-  brownout into its problem, and a 404 into "this route exists in v2".
-- :func:`after_request` writes the version and lifecycle headers on every
-  response of a versioned route, errors included.
+- a refused request (failed negotiation, retired version, brownout) is routed
+  to :func:`raise_recorded`, so its problem goes through Flask's error
+  handling; :func:`handle_not_found` turns a 404 into "this route exists in v2".
+- :func:`add_version_headers` writes the version and lifecycle headers on
+  every response of a versioned route, errors included, as the dispatcher
+  passes the response's headers on to the server.
 
 Nothing here may raise outside Flask's error handling: the dispatcher only
 records its decision in the WSGI environ.
@@ -17,27 +19,44 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
-from werkzeug.wrappers import Request
 
 from .errors import ApiVersionBrownout, ApiVersionError, ApiVersionSunset, UnsupportedApiVersion
-from .lifecycle import deprecation_value, lifecycle_links, sunset_value
+from .lifecycle import lifecycle_links, sunset_value
 from .negotiation import negotiate
 from .readers import Found, split_url_version
-from .state import ENVIRON_KEY, RequestVersion, VersioningState, get_state
+from .problems import handle_http_exception
+from .state import ENVIRON_KEY, RequestVersion, VersioningState
 from .versions import Version, VersionStatus
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-__all__ = ["VersionDispatcher", "after_request", "before_request"]
+__all__ = [
+    "ERROR_PATH",
+    "VersionDispatcher",
+    "add_version_headers",
+    "handle_not_found",
+    "raise_recorded",
+]
+
+#: Where a refused request is routed so its problem goes through Flask's error handling.
+ERROR_PATH = "/_lockgate/refused"
+#: The path the client asked for, kept when the dispatcher reroutes a refused request.
+ORIGINAL_PATH_KEY = "lockgate.original_path"
 
 
 class VersionDispatcher:
-    """WSGI middleware that negotiates the version and rewrites unversioned paths."""
+    """WSGI middleware: negotiates, rewrites unversioned paths, writes headers.
+
+    Headers are added to the final header list in ``start_response``, after
+    Flask is done: every response of a versioned route gets them, errors and
+    responses served from a cache included, at the cost of a list append.
+    """
 
     def __init__(self, wsgi_app: WSGIApplication, app: Flask) -> None:
         self.wsgi_app = wsgi_app
@@ -47,43 +66,62 @@ class VersionDispatcher:
         path: str = environ.get("PATH_INFO") or "/"
         state: VersioningState = self.app.extensions["lockgate"]
         prefix = state.prefix
-        if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
-            self.decide(environ, path, state)
-        return self.wsgi_app(environ, start_response)
+        if not path.startswith(prefix) or (len(path) > len(prefix) and path[len(prefix)] != "/"):
+            return self.wsgi_app(environ, start_response)
+        found = self.decide(environ, path, state)
+        if found is None:
+            return self.wsgi_app(environ, start_response)
 
-    def decide(self, environ: WSGIEnvironment, path: str, state: VersioningState) -> None:
+        def start_versioned(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Any:
+            add_version_headers(state, found, environ, headers)
+            return start_response(status, headers, exc_info)
+
+        return self.wsgi_app(environ, start_versioned)
+
+    def decide(
+        self, environ: WSGIEnvironment, path: str, state: VersioningState
+    ) -> RequestVersion | None:
         routes = state.route_index(self.app)
         if routes.is_neutral(path):
-            return
-        request = Request(environ, populate_request=False, shallow=True)
-        found: list[Found] = []
-        for reader in state.readers:
-            found.extend(reader.read(request))
+            return None
+        # The path is read here rather than by UrlReader: the split is needed anyway.
         split = split_url_version(path, state.prefix)
+        found: list[Found] = [] if split is None else [Found(split[0], "url")]
+        for reader in state.readers:
+            found.extend(reader.read(environ))
         rest = path[len(state.prefix) :] if split is None else split[1]
+        now = state.clock()
+        snapshot = state.bundle.snapshot(now)
+        unversioned = split is None
         try:
-            negotiated = negotiate(found, state.bundle, state.bundle.snapshot(state.clock()))
+            negotiated = negotiate(found, state.bundle, snapshot)
         except ApiVersionError as error:
-            environ[ENVIRON_KEY] = RequestVersion(None, error, split is None, rest)
-            return
-        label = negotiated.version.label.text
-        if split is None or split[0] != label:
-            environ["PATH_INFO"] = f"{state.prefix}/v{label}{rest}"
-        environ[ENVIRON_KEY] = RequestVersion(negotiated, None, split is None, rest)
+            return _refused(environ, RequestVersion(None, error, unversioned, rest, snapshot))
+        version = negotiated.version
+        try:
+            refuse(version, snapshot.statuses[version.label], now)
+        except ApiVersionError as error:
+            return _refused(environ, RequestVersion(negotiated, error, unversioned, rest, snapshot))
+        if split is None or split[0] != version.label.text:
+            environ["PATH_INFO"] = f"{state.prefix}/v{version.label.text}{rest}"
+        return _record(environ, RequestVersion(negotiated, None, unversioned, rest, snapshot))
 
 
-def before_request() -> None:
-    """Answer for versions that cannot be served, before any view runs."""
-    found: RequestVersion | None = request.environ.get(ENVIRON_KEY)
-    if found is None:
-        return
-    if found.error is not None:
-        raise found.error
-    state = get_state()
-    version = found.version
-    assert version is not None
-    now = state.clock()
-    status = state.bundle.snapshot(now).statuses[version.label]
+def _record(environ: WSGIEnvironment, found: RequestVersion) -> RequestVersion:
+    environ[ENVIRON_KEY] = found
+    return found
+
+
+def _refused(environ: WSGIEnvironment, found: RequestVersion) -> RequestVersion:
+    environ[ORIGINAL_PATH_KEY] = environ.get("PATH_INFO")
+    environ["PATH_INFO"] = ERROR_PATH
+    return _record(environ, found)
+
+
+def refuse(version: Version, status: VersionStatus, now: datetime) -> None:
+    """Raise for a retired version or one inside a brownout window."""
     if status is VersionStatus.RETIRED:
         assert version.sunset is not None
         raise ApiVersionSunset(
@@ -92,7 +130,7 @@ def before_request() -> None:
             sunset=version.sunset.isoformat().replace("+00:00", "Z"),
             successor=None if version.successor is None else version.successor.text,
         )
-    window = version.brownout(now)
+    window = version.brownout(now) if version.brownouts else None
     if window is not None:
         seconds = max(1, math.ceil((window[1] - now).total_seconds()))
         raise ApiVersionBrownout(
@@ -102,70 +140,98 @@ def before_request() -> None:
             headers={"Retry-After": str(seconds)},
             retry_after=seconds,
         )
-    if isinstance(request.routing_exception, NotFound):
+
+
+def raise_recorded() -> Response:
+    """The view behind :data:`ERROR_PATH`: raise the problem negotiation recorded.
+
+    Routing a refused request to this view, rather than checking every request
+    in a ``before_request`` hook, keeps the served path free of any Flask hook.
+    """
+    found: RequestVersion | None = request.environ.get(ENVIRON_KEY)
+    if found is None or found.error is None:
+        raise NotFound()
+    raise found.error
+
+
+def handle_not_found(error: HTTPException) -> Any:
+    """A 404 in one version for a route another version has: say which have it."""
+    found: RequestVersion | None = request.environ.get(ENVIRON_KEY)
+    version = None if found is None else found.version
+    if found is not None and version is not None and found.error is None:
+        state: VersioningState = current_app.extensions["lockgate"]
         others = versions_with_route(state, found.rest, exclude=version)
         if others:
-            raise UnsupportedApiVersion(
+            error = UnsupportedApiVersion(
                 f"{found.rest} does not exist in API version {version.label}; "
                 f"it exists in {', '.join(others)}",
                 status=404,
                 versions=others,
             )
+    return handle_http_exception(error)
 
 
-def after_request(response: Response) -> Response:
+def add_version_headers(
+    state: VersioningState,
+    found: RequestVersion,
+    environ: WSGIEnvironment,
+    headers: list[tuple[str, str]],
+) -> None:
     """Write ``API-Version``, the version lists, ``Vary`` and lifecycle headers."""
-    found: RequestVersion | None = request.environ.get(ENVIRON_KEY)
-    if found is None:
-        return response
-    state = get_state()
-    now = state.clock()
-    snapshot = state.bundle.snapshot(now)
-    headers = response.headers
+    snapshot = found.snapshot
     if snapshot.supported_header:
-        headers["API-Supported-Versions"] = snapshot.supported_header
+        headers.append(("API-Supported-Versions", snapshot.supported_header))
     if snapshot.deprecated_header:
-        headers["API-Deprecated-Versions"] = snapshot.deprecated_header
+        headers.append(("API-Deprecated-Versions", snapshot.deprecated_header))
     if found.unversioned:
-        response.vary.add("Accept")
-        response.vary.add(state.header)
+        _merge(headers, "Vary", f"Accept, {state.header}")
     negotiated = found.negotiated
     if negotiated is None:
-        return response
+        return
     version = negotiated.version
-    status = snapshot.statuses[version.label]
-    if status is not VersionStatus.RETIRED:
-        headers["API-Version"] = version.label.text
-        if negotiated.media_type and response.mimetype == "application/json":
-            headers["Content-Type"] = negotiated.media_type.format(version.label.text)
-    if version.deprecated is not None:
-        headers["Deprecation"] = deprecation_value(version.deprecated)
-    if version.sunset is not None:
-        headers["Sunset"] = sunset_value(version.sunset)
-    if status in (VersionStatus.DEPRECATED, VersionStatus.RETIRED) or version.sunset:
-        links = lifecycle_links(version, successor_url(state, version, found.rest))
+    retired = snapshot.statuses[version.label] is VersionStatus.RETIRED
+    if not retired:
+        headers.append(("API-Version", version.label.text))
+        if negotiated.media_type:
+            for index, (name, value) in enumerate(headers):
+                if name.lower() == "content-type" and value.startswith("application/json"):
+                    headers[index] = (name, negotiated.media_type.format(version.label.text))
+    lifecycle = state.lifecycle_headers(version)
+    if lifecycle:
+        headers.extend(lifecycle)
+    if version.deprecated is not None or version.sunset is not None:
+        links = lifecycle_links(version, successor_url(state, version, found.rest, environ))
         if links:
-            existing = headers.get("Link")
-            headers["Link"] = ", ".join([existing, *links] if existing else links)
-    return response
+            _merge(headers, "Link", ", ".join(links))
 
 
-def successor_url(state: VersioningState, version: Version, rest: str) -> str | None:
+def _merge(headers: list[tuple[str, str]], name: str, value: str) -> None:
+    """Append to a list-valued header the view may have set already."""
+    lowered = name.lower()
+    for index, (existing, current) in enumerate(headers):
+        if existing.lower() == lowered:
+            headers[index] = (existing, f"{current}, {value}")
+            return
+    headers.append((name, value))
+
+
+def successor_url(
+    state: VersioningState, version: Version, rest: str, environ: WSGIEnvironment
+) -> str | None:
     """The same route in the successor version, when the successor has it."""
     if version.successor is None:
         return None
     successor = state.bundle.get(version.successor)
     if successor is None:
         return None
+    target = f"{state.prefix}/v{successor.label.text}{rest}"
     rule = request.url_rule
-    routes = state.route_index(current_app._get_current_object())  # type: ignore[attr-defined]
-    if rule is not None and rule.rule.startswith(f"{state.prefix}/v{version.label.text}/"):
-        template = rule.rule[len(f"{state.prefix}/v{version.label.text}") :]
-        if template not in routes.templates.get(successor.label, ()):
-            return None
-    elif not route_exists(f"{state.prefix}/v{successor.label.text}{rest}"):
-        return None
-    return f"{state.prefix}/v{successor.label.text}{rest}"
+    own = f"{state.prefix}/v{version.label}"
+    if rule is not None and rule.rule.startswith(own) and state.routes is not None:
+        has_route = rule.rule[len(own) :] in state.routes.templates[successor.label]
+    else:
+        has_route = _route_exists(state, environ, target)
+    return target if has_route else None
 
 
 def versions_with_route(state: VersioningState, rest: str, *, exclude: Version) -> list[str]:
@@ -176,15 +242,15 @@ def versions_with_route(state: VersioningState, rest: str, *, exclude: Version) 
         for version in state.bundle.versions
         if version is not exclude
         and statuses[version.label] is not VersionStatus.RETIRED
-        and route_exists(f"{state.prefix}/v{version.label.text}{rest}")
+        and _route_exists(state, request.environ, f"{state.prefix}/v{version.label.text}{rest}")
     ]
 
 
-def route_exists(path: str) -> bool:
-    """Whether ``path`` matches a rule of the current app, with any method."""
-    adapter = current_app.url_map.bind_to_environ(request.environ)
+def _route_exists(state: VersioningState, environ: WSGIEnvironment, path: str) -> bool:
+    """Whether ``path`` matches a rule of the app, with any method."""
+    adapter = current_app.url_map.bind_to_environ(environ)
     try:
-        adapter.match(path, method=request.method)
+        adapter.match(path, method=environ.get("REQUEST_METHOD", "GET"))
     except MethodNotAllowed:
         return True
     except HTTPException:

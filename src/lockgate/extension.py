@@ -11,13 +11,13 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, request
 from flask import url_for as flask_url_for
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, NotFound
 
 from . import dispatch
 from .bundle import VersionBundle
 from .errors import ConfigurationError
 from .problems import handle_http_exception
-from .readers import HeaderReader, MediaTypeReader, QueryReader, Reader, UrlReader
+from .readers import HeaderReader, MediaTypeReader, QueryReader, Reader
 from .state import ENVIRON_KEY, NEUTRAL_ATTR, RequestVersion, VersioningState, get_state
 from .versions import Label, Version
 
@@ -140,7 +140,7 @@ class Versioning:
         state = VersioningState(
             versioning=self,
             bundle=VersionBundle(chosen, options["default"], now_fn()),
-            readers=_make_readers(options, prefix),
+            readers=_make_readers(options),
             prefix=prefix,
             header=options["header"],
             query=options["query"],
@@ -148,9 +148,15 @@ class Versioning:
             clock=now_fn,
         )
         app.extensions["lockgate"] = state
-        app.before_request_funcs.setdefault(None, []).insert(0, dispatch.before_request)
-        app.after_request(dispatch.after_request)
         app.register_error_handler(HTTPException, handle_http_exception)
+        app.register_error_handler(NotFound, dispatch.handle_not_found)
+        app.add_url_rule(
+            dispatch.ERROR_PATH,
+            "lockgate_refused",
+            dispatch.raise_recorded,
+            methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            provide_automatic_options=False,
+        )
         app.wsgi_app = dispatch.VersionDispatcher(app.wsgi_app, app)  # type: ignore[method-assign]
         from .cli import api_cli
         from .docs import register_docs
@@ -245,12 +251,13 @@ class Versioning:
         return url
 
 
-def _make_readers(options: dict[str, Any], prefix: str) -> tuple[Reader, ...]:
+def _make_readers(options: dict[str, Any]) -> tuple[Reader, ...]:
     names = tuple(options["readers"])
     unknown = set(names) - {"url", "media_type", "header", "query"}
     if unknown:
         raise ConfigurationError(f"unknown version readers: {', '.join(sorted(unknown))}")
-    readers: list[Reader] = [UrlReader(prefix)]
+    # The path is always read (it routes), by the dispatcher itself: see UrlReader.
+    readers: list[Reader] = []
     if "media_type" in names and options["vendor"]:
         readers.append(MediaTypeReader(options["vendor"]))
     if "header" in names:

@@ -8,7 +8,7 @@ extension, because their answers carry links into the URL map.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .bundle import Snapshot, VersionBundle
 from .errors import (
@@ -26,8 +26,7 @@ __all__ = ["Negotiated", "negotiate"]
 _UNKNOWN_STATUS = {"url": 404, "header": 400, "query": 400, "accept": 406, "content-type": 415}
 
 
-@dataclass(frozen=True, slots=True)
-class Negotiated:
+class Negotiated(NamedTuple):
     """The outcome of negotiation for one request."""
 
     version: Version
@@ -45,6 +44,12 @@ def negotiate(found: list[Found], bundle: VersionBundle, snapshot: Snapshot) -> 
     :raises ApiVersionUnspecified: nothing is named and there is no default.
     :raises UnsupportedApiVersion: the version is not declared.
     """
+    if len(found) == 1:  # the common case: one reader spoke
+        only = found[0]
+        label = Label.parse(only.raw)
+        version = None if label is None else bundle.get(label)
+        if version is not None:
+            return Negotiated(version, only.source, only.media_type)
     parsed: list[tuple[Label, Found]] = []
     for item in found:
         label = Label.parse(item.raw)

@@ -2,15 +2,18 @@
 
 Every reader answers one question, "which versions does this request name?",
 and knows nothing of which versions exist: deciding is the negotiator's job.
+Readers see the WSGI environ rather than a ``Request``: they run on every
+request before Flask builds one, and building a second would double the cost.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+from urllib.parse import parse_qsl
 
-from werkzeug.wrappers import Request
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 __all__ = [
     "Found",
@@ -26,8 +29,7 @@ __all__ = [
 _SEGMENT = re.compile(r"[vV](\d[^/]*)")
 
 
-@dataclass(frozen=True, slots=True)
-class Found:
+class Found(NamedTuple):
     """One version named by a request, as the client wrote it."""
 
     #: The label text, not yet parsed (``"1"``, ``"v1.0"``, ``"banana"``).
@@ -46,7 +48,7 @@ class Reader(Protocol):
     #: The name used in ``Versioning(readers=...)``.
     name: str
 
-    def read(self, request: Request) -> list[Found]: ...
+    def read(self, environ: WSGIEnvironment) -> list[Found]: ...
 
 
 def split_url_version(path: str, prefix: str) -> tuple[str, str] | None:
@@ -61,15 +63,19 @@ def split_url_version(path: str, prefix: str) -> tuple[str, str] | None:
 
 
 class UrlReader:
-    """``/api/v1/users``: the first segment under the prefix."""
+    """``/api/v1/users``: the first segment under the prefix.
+
+    The dispatcher splits the path itself (it needs the rest of it to route),
+    so this reader is for code that inspects a request from outside.
+    """
 
     name = "url"
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
 
-    def read(self, request: Request) -> list[Found]:
-        split = split_url_version(request.path, self.prefix)
+    def read(self, environ: WSGIEnvironment) -> list[Found]:
+        split = split_url_version(environ.get("PATH_INFO") or "/", self.prefix)
         return [] if split is None else [Found(split[0], "url")]
 
 
@@ -80,14 +86,14 @@ class HeaderReader:
 
     def __init__(self, header: str) -> None:
         self.header = header
+        self.key = "HTTP_" + header.upper().replace("-", "_")
 
-    def read(self, request: Request) -> list[Found]:
-        return [
-            Found(item.strip(), "header")
-            for line in request.headers.getlist(self.header)
-            for item in line.split(",")
-            if item.strip()
-        ]
+    def read(self, environ: WSGIEnvironment) -> list[Found]:
+        # WSGI servers join repeated header lines with commas.
+        value = environ.get(self.key)
+        if not value:
+            return []
+        return [Found(item.strip(), "header") for item in value.split(",") if item.strip()]
 
 
 class QueryReader:
@@ -98,10 +104,15 @@ class QueryReader:
     def __init__(self, parameter: str) -> None:
         self.parameter = parameter
 
-    def read(self, request: Request) -> list[Found]:
-        if not request.environ.get("QUERY_STRING"):
+    def read(self, environ: WSGIEnvironment) -> list[Found]:
+        query = environ.get("QUERY_STRING")
+        if not query or self.parameter not in query:
             return []
-        return [Found(value.strip(), "query") for value in request.args.getlist(self.parameter)]
+        return [
+            Found(value.strip(), "query")
+            for key, value in parse_qsl(query, keep_blank_values=True)
+            if key == self.parameter
+        ]
 
 
 class MediaTypeReader:
@@ -119,15 +130,15 @@ class MediaTypeReader:
             rf"application/vnd\.{vendor_re}(?:\.v(?P<label>[^+;\s]+))?\+json", re.IGNORECASE
         )
 
-    def read(self, request: Request) -> list[Found]:
+    def read(self, environ: WSGIEnvironment) -> list[Found]:
         found: list[Found] = []
-        accept = request.headers.get("Accept", "")
+        accept = environ.get("HTTP_ACCEPT", "")
         if self.marker in accept.lower():
             for item in accept.split(","):
                 hit = self._parse(item, "accept")
                 if hit is not None and hit.quality > 0:
                     found.append(hit)
-        content_type = request.headers.get("Content-Type", "")
+        content_type = environ.get("CONTENT_TYPE", "")
         if self.marker in content_type.lower():
             hit = self._parse(content_type, "content-type")
             if hit is not None:

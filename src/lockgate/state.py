@@ -11,8 +11,9 @@ from flask import Flask, current_app, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
 
-from .bundle import VersionBundle
+from .bundle import Snapshot, VersionBundle
 from .errors import ApiVersionError
+from .lifecycle import deprecation_value, sunset_value
 from .negotiation import Negotiated
 from .readers import Reader
 from .versions import Label, Version
@@ -37,6 +38,8 @@ class RequestVersion:
     unversioned: bool
     #: The path below the version segment (``/users/5``).
     rest: str
+    #: The lifecycle when the request arrived; its headers use the same one.
+    snapshot: Snapshot
 
     @property
     def version(self) -> Version | None:
@@ -61,6 +64,20 @@ class VersioningState:
     blueprint_names: dict[tuple[str, Label], str] = field(default_factory=dict)
     #: Filled on the first request, when the URL map is complete.
     routes: RouteIndex | None = None
+
+    #: Version -> its ``Deprecation``, ``Sunset`` headers (they never change).
+    _lifecycle: dict[Label, list[tuple[str, str]]] = field(default_factory=dict)
+
+    def lifecycle_headers(self, version: Version) -> list[tuple[str, str]]:
+        headers = self._lifecycle.get(version.label)
+        if headers is None:
+            headers = []
+            if version.deprecated is not None:
+                headers.append(("Deprecation", deprecation_value(version.deprecated)))
+            if version.sunset is not None:
+                headers.append(("Sunset", sunset_value(version.sunset)))
+            self._lifecycle[version.label] = headers
+        return headers
 
     def route_index(self, app: Flask) -> RouteIndex:
         if self.routes is None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from functools import total_ordering
+from functools import lru_cache, total_ordering
 
 from .errors import ConfigurationError
 
@@ -23,37 +23,52 @@ _DATE = re.compile(r"[vV]?(\d{4})-(\d{2})-(\d{2})")
 
 
 @total_ordering
-@dataclass(frozen=True, slots=True)
-class Label:
+class Label(str):
     """A parsed version label: ``MAJOR[.MINOR]`` or an ISO date.
 
-    ``1``, ``1.0`` and ``v1`` are equal; :attr:`text` keeps the spelling the
-    version was declared with so headers and URLs echo it unchanged.
+    ``1``, ``1.0`` and ``v1`` parse to the same label. A label *is* its
+    canonical text (``1``, ``1.2``, ``2024-05-01``), as used in URLs and
+    headers, so it hashes and compares for equality as fast as a string;
+    ordering follows the numbers (``2 < 10``), numeric labels before dates.
     """
+
+    __slots__ = ("is_date", "key")
 
     #: ``(major, minor)`` for numeric labels, ``(year, month, day)`` for dates.
     key: tuple[int, ...]
     #: ``True`` for a date label.
     is_date: bool
-    #: Canonical text, used in URLs and headers.
-    text: str = field(compare=False)
+
+    def __new__(cls, text: str, key: tuple[int, ...], is_date: bool) -> Label:
+        label = super().__new__(cls, text)
+        label.key = key
+        label.is_date = is_date
+        return label
+
+    @staticmethod
+    def parse(raw: str) -> Label | None:
+        """Parse ``raw`` or return ``None`` when it is not a version label."""
+        return _parse_label(raw.strip())
+
+    @property
+    def text(self) -> str:
+        """The canonical text, as a plain ``str``."""
+        return str.__str__(self)
 
     @classmethod
-    def parse(cls, raw: str) -> Label | None:
-        """Parse ``raw`` or return ``None`` when it is not a version label."""
-        raw = raw.strip()
+    def _parse(cls, raw: str) -> Label | None:
         match = _NUMERIC.fullmatch(raw)
         if match:
             major, minor = int(match[1]), int(match[2] or 0)
             text = str(major) if minor == 0 else f"{major}.{minor}"
-            return cls((major, minor), False, text)
+            return cls(text, (major, minor), False)
         match = _DATE.fullmatch(raw)
         if match:
             try:
                 day = date(int(match[1]), int(match[2]), int(match[3]))
             except ValueError:
                 return None
-            return cls((day.year, day.month, day.day), True, day.isoformat())
+            return cls(day.isoformat(), (day.year, day.month, day.day), True)
         return None
 
     def __lt__(self, other: object) -> bool:
@@ -61,8 +76,15 @@ class Label:
             return NotImplemented
         return (self.is_date, self.key) < (other.is_date, other.key)
 
-    def __str__(self) -> str:
-        return self.text
+    __hash__ = str.__hash__
+    __eq__ = str.__eq__  # canonical text is equal exactly when labels are
+
+    def __repr__(self) -> str:
+        return f"Label({str.__str__(self)!r})"
+
+
+#: Clients repeat the same few spellings: parse each once (bounded, so junk cannot grow it).
+_parse_label = lru_cache(maxsize=1024)(Label._parse)
 
 
 class VersionStatus(enum.StrEnum):
