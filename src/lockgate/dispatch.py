@@ -28,8 +28,8 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from .errors import ApiVersionBrownout, ApiVersionError, ApiVersionSunset, UnsupportedApiVersion
 from .lifecycle import lifecycle_links, sunset_value
 from .negotiation import negotiate
-from .readers import Found, split_url_version
 from .problems import handle_http_exception
+from .readers import Found, split_url_version
 from .state import ENVIRON_KEY, RequestVersion, VersioningState
 from .versions import Version, VersionStatus
 
