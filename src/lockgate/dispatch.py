@@ -83,27 +83,33 @@ class VersionDispatcher:
     def decide(
         self, environ: WSGIEnvironment, path: str, state: VersioningState
     ) -> RequestVersion | None:
-        routes = state.route_index(self.app)
-        if routes.is_neutral(path):
+        routes = state.routes or state.route_index(self.app)
+        if path in routes.neutral_static or routes.is_neutral(path):
             return None
         # The path is read here rather than by UrlReader: the split is needed anyway.
         split = split_url_version(path, state.prefix)
-        found: list[Found] = [] if split is None else [Found(split[0], "url")]
-        for reader in state.readers:
-            found.extend(reader.read(environ))
         rest = path[len(state.prefix) :] if split is None else split[1]
+        unversioned = split is None
         now = state.clock()
         snapshot = state.bundle.snapshot(now)
-        unversioned = split is None
-        try:
-            negotiated = negotiate(found, state.bundle, snapshot)
-        except ApiVersionError as error:
-            return _refused(environ, RequestVersion(None, error, unversioned, rest, snapshot))
+        key = (None if split is None else split[0], *map(environ.get, state.reader_keys))
+        negotiated = state.decisions.get(key)
+        if negotiated is None or state.decisions_snapshot is not snapshot:
+            found: list[Found] = [] if split is None else [Found(split[0], "url")]
+            for reader in state.readers:
+                found.extend(reader.read(environ))
+            try:
+                negotiated = negotiate(found, state.bundle, snapshot)
+            except ApiVersionError as error:
+                return _refused(environ, RequestVersion(None, error, unversioned, rest, snapshot))
+            state.remember(key, negotiated, snapshot)
         version = negotiated.version
-        try:
-            refuse(version, snapshot.statuses[version.label], now)
-        except ApiVersionError as error:
-            return _refused(environ, RequestVersion(negotiated, error, unversioned, rest, snapshot))
+        if version.brownouts or version.sunset:
+            try:
+                refuse(version, snapshot.statuses[version.label], now)
+            except ApiVersionError as error:
+                found_ = RequestVersion(negotiated, error, unversioned, rest, snapshot)
+                return _refused(environ, found_)
         if split is None or split[0] != version.label.text:
             environ["PATH_INFO"] = f"{state.prefix}/v{version.label.text}{rest}"
         return _record(environ, RequestVersion(negotiated, None, unversioned, rest, snapshot))

@@ -47,6 +47,8 @@ class Reader(Protocol):
 
     #: The name used in ``Versioning(readers=...)``.
     name: str
+    #: The environ keys it reads: a request's negotiation is cached on their values.
+    keys: tuple[str, ...]
 
     def read(self, environ: WSGIEnvironment) -> list[Found]: ...
 
@@ -70,6 +72,7 @@ class UrlReader:
     """
 
     name = "url"
+    keys: tuple[str, ...] = ("PATH_INFO",)
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
@@ -87,6 +90,7 @@ class HeaderReader:
     def __init__(self, header: str) -> None:
         self.header = header
         self.key = "HTTP_" + header.upper().replace("-", "_")
+        self.keys: tuple[str, ...] = (self.key,)
 
     def read(self, environ: WSGIEnvironment) -> list[Found]:
         # WSGI servers join repeated header lines with commas.
@@ -100,6 +104,7 @@ class QueryReader:
     """``?version=1``; a repeated parameter is several values."""
 
     name = "query"
+    keys: tuple[str, ...] = ("QUERY_STRING",)
 
     def __init__(self, parameter: str) -> None:
         self.parameter = parameter
@@ -122,6 +127,7 @@ class MediaTypeReader:
     """
 
     name = "media_type"
+    keys: tuple[str, ...] = ("HTTP_ACCEPT", "CONTENT_TYPE")
 
     def __init__(self, vendor: str) -> None:
         self.marker = f"vnd.{vendor.lower()}"

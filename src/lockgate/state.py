@@ -26,6 +26,8 @@ __all__ = ["ENVIRON_KEY", "RequestVersion", "VersioningState", "current_version"
 #: Where the dispatcher leaves its decision for the Flask side.
 ENVIRON_KEY = "lockgate.version"
 NEUTRAL_ATTR = "_lockgate_neutral"
+#: Distinct header/query combinations remembered before the cache starts over.
+MAX_DECISIONS = 4096
 
 
 @dataclass(slots=True)
@@ -64,6 +66,24 @@ class VersioningState:
     blueprint_names: dict[tuple[str, Label], str] = field(default_factory=dict)
     #: Filled on the first request, when the URL map is complete.
     routes: RouteIndex | None = None
+    #: Successful negotiations by what the readers saw, for the current snapshot.
+    decisions: dict[tuple[str | None, ...], Negotiated] = field(default_factory=dict)
+    decisions_snapshot: Snapshot | None = None
+
+    #: Every environ key the readers look at.
+    reader_keys: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.reader_keys = tuple(key for reader in self.readers for key in reader.keys)
+
+    def remember(
+        self, key: tuple[str | None, ...], negotiated: Negotiated, snapshot: Snapshot
+    ) -> None:
+        """Cache a negotiation; bounded, and dropped when the lifecycle moves on."""
+        if self.decisions_snapshot is not snapshot or len(self.decisions) >= MAX_DECISIONS:
+            self.decisions = {}
+            self.decisions_snapshot = snapshot
+        self.decisions[key] = negotiated
 
     #: Version -> its ``Deprecation``, ``Sunset`` headers (they never change).
     _lifecycle: dict[Label, list[tuple[str, str]]] = field(default_factory=dict)
