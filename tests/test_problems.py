@@ -41,3 +41,12 @@ def test_views_raise_problems_with_members(clock: Any) -> None:
     assert failed.status_code == 500
     assert failed.mimetype == "application/problem+json"
     assert "secret" not in failed.get_data(as_text=True)
+
+
+def test_instance_is_the_path_the_client_asked_for(client: Any) -> None:
+    refused = client.get("/api/users?version=banana").get_json()
+    assert refused["instance"] == "/api/users"
+    rewritten = client.get("/api/orders", headers={"API-Version": "1"}).get_json()
+    assert rewritten["instance"] == "/api/orders"
+    assert rewritten["code"] == "UnsupportedApiVersion"
+    assert client.get("/api/v2/nothing").get_json()["instance"] == "/api/v2/nothing"

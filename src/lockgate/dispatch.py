@@ -30,7 +30,7 @@ from .lifecycle import lifecycle_links, sunset_value
 from .negotiation import negotiate
 from .problems import handle_http_exception
 from .readers import Found, split_url_version
-from .state import ENVIRON_KEY, RequestVersion, VersioningState
+from .state import ENVIRON_KEY, ORIGINAL_PATH_KEY, RequestVersion, VersioningState
 from .versions import Version, VersionStatus
 
 if TYPE_CHECKING:
@@ -46,8 +46,6 @@ __all__ = [
 
 #: Where a refused request is routed so its problem goes through Flask's error handling.
 ERROR_PATH = "/_lockgate/refused"
-#: The path the client asked for, kept when the dispatcher reroutes a refused request.
-ORIGINAL_PATH_KEY = "lockgate.original_path"
 
 
 class VersionDispatcher:
@@ -111,6 +109,7 @@ class VersionDispatcher:
                 found_ = RequestVersion(negotiated, error, unversioned, rest, snapshot)
                 return _refused(environ, found_)
         if split is None or split[0] != version.label.text:
+            environ[ORIGINAL_PATH_KEY] = path
             environ["PATH_INFO"] = f"{state.prefix}/v{version.label.text}{rest}"
         return _record(environ, RequestVersion(negotiated, None, unversioned, rest, snapshot))
 

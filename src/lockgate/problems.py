@@ -12,11 +12,12 @@ import json
 import re
 from typing import Any
 
-from flask import Response, current_app
+from flask import Response, current_app, has_request_context, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
 
 from .errors import ApiVersionError
+from .state import ORIGINAL_PATH_KEY
 
 __all__ = ["PROBLEM_JSON", "Problem", "handle_http_exception", "problem_response"]
 
@@ -81,6 +82,9 @@ def problem_response(
     }
     if code is not None:
         body["code"] = code
+    if has_request_context():
+        # The path the client asked for, before any rewrite to a version's route.
+        body["instance"] = request.environ.get(ORIGINAL_PATH_KEY) or request.path
     body.update(extra)
     response = current_app.response_class(
         json.dumps(body, default=str), status=status, mimetype=PROBLEM_JSON

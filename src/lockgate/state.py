@@ -21,10 +21,18 @@ from .versions import Label, Version
 if TYPE_CHECKING:
     from .extension import Versioning
 
-__all__ = ["ENVIRON_KEY", "RequestVersion", "VersioningState", "current_version"]
+__all__ = [
+    "ENVIRON_KEY",
+    "ORIGINAL_PATH_KEY",
+    "RequestVersion",
+    "VersioningState",
+    "current_version",
+]
 
 #: Where the dispatcher leaves its decision for the Flask side.
 ENVIRON_KEY = "lockgate.version"
+#: The path the client asked for, kept when the dispatcher rewrites ``PATH_INFO``.
+ORIGINAL_PATH_KEY = "lockgate.original_path"
 NEUTRAL_ATTR = "_lockgate_neutral"
 #: Distinct header/query combinations remembered before the cache starts over.
 MAX_DECISIONS = 4096
