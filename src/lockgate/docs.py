@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import flask_swagger_ui  # type: ignore[import-untyped]
+import flask_swagger_ui
 from flask import Flask, Response, jsonify, send_from_directory
 from markupsafe import Markup
 

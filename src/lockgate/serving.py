@@ -130,7 +130,7 @@ def _serve_gunicorn(options: ServeOptions) -> int:
     def child_exit(server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(worker.pid)
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
     class Application(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
