@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test setup lint typecheck pytest bench browser fmt clean
+.PHONY: run test setup lint typecheck pytest bench browser wrk fmt clean
 
 run: setup ## set up and start the fleet at http://$(HOST):$(PORT)
 	$(BIN)/lockgate run --host $(HOST) --port $(PORT)
@@ -33,6 +33,12 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# wrk drives the HTTP benchmarks.
+wrk:
+	@command -v wrk >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk >/dev/null; }
+
 lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
@@ -44,7 +50,7 @@ pytest: setup
 	mkdir -p .lockgate
 	$(BIN)/pytest --junitxml=.lockgate/junit.xml $(PYTEST_ARGS)
 
-bench: setup ## benchmarks; figures go to docs/benchmarks.md
+bench: setup wrk ## benchmarks; figures go to docs/benchmarks.md
 	$(BIN)/python bench/versioning.py --write docs/benchmarks.md
 
 fmt: setup
