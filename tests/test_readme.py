@@ -1,0 +1,28 @@
+"""The README's example runs and behaves as the README says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def test_readme_example() -> None:
+    code = README.read_text().split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(code.strip().splitlines()) <= 20
+    namespace: dict[str, Any] = {"__name__": "readme_example"}
+    exec(compile(code, "README.md", "exec"), namespace)
+    client = namespace["app"].test_client()
+    for path, headers in [
+        ("/api/v1/users/7", {}),
+        ("/api/users/7", {"API-Version": "1"}),
+        ("/api/users/7?version=1", {}),
+        ("/api/users/7", {"Accept": "application/vnd.myapp.v1+json"}),
+    ]:
+        response = client.get(path, headers=headers)
+        assert response.status_code == 200
+        assert response.get_json()["version"] == "1"
+        assert response.headers["Deprecation"] == "@1767225600"
+        assert response.headers["Sunset"] == "Wed, 30 Jun 2027 23:59:59 GMT"
+        assert response.headers["Link"] == '</api/v2/users/7>; rel="successor-version"'
