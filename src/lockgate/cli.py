@@ -25,7 +25,7 @@ def versions_table(state: VersioningState, title: str | None = None) -> Table:
     table = Table(title=title)
     columns = ("version", "status", "deprecated", "sunset", "successor", "openapi")
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for version in state.bundle.versions:
         entry = catalog_entry(state, version, now)
         table.add_row(*(str(entry[c] or "-") for c in columns))

@@ -1,0 +1,1 @@
+"""The reference fleet: real services built on lockgate, one package each."""

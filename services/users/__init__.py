@@ -1,0 +1,56 @@
+"""The users service: v0 (retired), v1 (deprecated) and v2 of one user store.
+
+Version folders (``v1/``, ``v2/``) hold representation and validation only;
+``domain`` and ``store`` beneath them are shared, so a user written through
+one version reads back through the other.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask
+
+from lockgate import Versioning
+from lockgate.fleet.database import database_url
+
+from . import guide, v1, v2
+from .store import UserStore, make_engine
+from .versions import users_versions
+
+__all__ = ["create_app"]
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the users service.
+
+    Config: ``DATABASE_URL`` (default: SQLite in ``$LOCKGATE_DATA_DIR``),
+    ``PUBLIC_URL`` (makes the deprecation policy link absolute),
+    ``MAX_CONTENT_LENGTH`` (1 MiB).
+    """
+    app = Flask(__name__)
+    app.config.from_mapping(
+        DATABASE_URL=None,
+        PUBLIC_URL=os.environ.get("LOCKGATE_PUBLIC_URL", ""),
+        MAX_CONTENT_LENGTH=1024 * 1024,
+        LOCKGATE_TITLE="lockgate users",
+        LOCKGATE_VENDOR="lockgate",
+    )
+    if config:
+        app.config.from_mapping(config)
+    url = app.config["DATABASE_URL"] or database_url("users")
+    app.extensions["users.store"] = UserStore(make_engine(url))
+
+    versioning = Versioning(app, versions=users_versions(app.config["PUBLIC_URL"]))
+    versioning.register_blueprint(v1.bp, version="1")
+    versioning.register_blueprint(v2.bp, version="2")
+    app.register_blueprint(versioning.neutral(guide.bp))
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        """Liveness: the process answers; no dependency is checked."""
+        return {"status": "ok"}
+
+    versioning.neutral(healthz)
+    return app

@@ -1,0 +1,119 @@
+"""The users table and the one store both API versions read and write.
+
+Uniqueness of email is the database's job (a unique index on the lower-cased
+address), so concurrent creates of one address cannot both succeed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    delete,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from .domain import DuplicateEmail, User
+
+metadata = MetaData()
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("first_name", String(100), nullable=False),
+    Column("last_name", String(100), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("email_key", String(320), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        # Threads of one process share the file; writers wait instead of failing.
+        return create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _user(row: Any) -> User:
+    return User(row.id, row.first_name, row.last_name, row.email, row.created_at)
+
+
+class UserStore:
+    """Create, read, update, delete and page through users."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create(self, first_name: str, last_name: str, email: str) -> User:
+        values = {
+            "first_name": first_name,
+            "last_name": last_name,
+            "email": email,
+            "email_key": email.lower(),
+            "created_at": datetime.now(UTC).replace(microsecond=0),
+        }
+        try:
+            with self.engine.begin() as connection:
+                row = connection.execute(insert(users).values(values).returning(users)).one()
+        except IntegrityError:
+            raise DuplicateEmail(email) from None
+        return _user(row)
+
+    def get(self, user_id: int) -> User | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(users).where(users.c.id == user_id)).first()
+        return None if row is None else _user(row)
+
+    def page(
+        self,
+        *,
+        limit: int,
+        offset: int = 0,
+        after: int | None = None,
+        email: str | None = None,
+    ) -> list[User]:
+        """Users by id; ``after`` for keyset paging, ``offset`` for v1's."""
+        query = select(users).order_by(users.c.id).limit(limit)
+        if after is not None:
+            query = query.where(users.c.id > after)
+        if email is not None:
+            query = query.where(users.c.email_key == email.lower())
+        if offset:
+            query = query.offset(offset)
+        with self.engine.connect() as connection:
+            return [_user(row) for row in connection.execute(query)]
+
+    def update(self, user_id: int, changes: Mapping[str, str]) -> User | None:
+        values = dict(changes)
+        if not values:
+            return self.get(user_id)
+        if "email" in values:
+            values["email_key"] = values["email"].lower()
+        try:
+            with self.engine.begin() as connection:
+                row = connection.execute(
+                    update(users).where(users.c.id == user_id).values(values).returning(users)
+                ).first()
+        except IntegrityError:
+            raise DuplicateEmail(values.get("email", "")) from None
+        return None if row is None else _user(row)
+
+    def delete(self, user_id: int) -> bool:
+        with self.engine.begin() as connection:
+            result = connection.execute(delete(users).where(users.c.id == user_id))
+        return bool(result.rowcount)

@@ -1,0 +1,116 @@
+"""Version 1 of the users API: one ``name``, a bare array with limit/offset."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from flask import Blueprint, Response, jsonify
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from lockgate import operation
+from lockgate.bodies import read_json
+from lockgate.state import get_state
+
+from ..domain import DuplicateEmail, User, split_name
+from ..web import Email, duplicate, existing, not_found, query, reject_nulls, store
+
+bp = Blueprint("users", __name__, url_prefix="/users")
+
+FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=201)]
+
+
+class UserV1(BaseModel):
+    id: int
+    name: str
+    email: str
+
+
+class NewUserV1(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: FullName
+    email: Email
+
+
+class UserPatchV1(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: FullName | None = None
+    email: Email | None = None
+
+
+class ListQueryV1(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    limit: int = Field(100, ge=1, le=100)
+    offset: int = Field(0, ge=0)
+
+
+def represent(user: User) -> dict[str, Any]:
+    return {"id": user.id, "name": user.name, "email": user.email}
+
+
+@bp.get("")
+@operation(query=ListQueryV1, response=list[UserV1], summary="List users")
+def list_users() -> Response:
+    """Users by id, as a bare array; ``limit`` (at most 100) and ``offset``."""
+    params = query(ListQueryV1)
+    users = store().page(limit=params.limit, offset=params.offset)
+    return jsonify([represent(user) for user in users])
+
+
+@bp.post("")
+@operation(
+    request=NewUserV1,
+    response=UserV1,
+    status=201,
+    responses={409: "Email already used", 422: "Invalid fields"},
+)
+def create_user() -> tuple[Response, int, dict[str, str]]:
+    """Create a user; ``name`` is split at its first space."""
+    body = read_json(NewUserV1)
+    first, last = split_name(body.name)
+    try:
+        user = store().create(first, last, body.email)
+    except DuplicateEmail as error:
+        raise duplicate(error) from None
+    location = get_state().versioning.url_for("users.get_user", user_id=user.id)
+    return jsonify(represent(user)), 201, {"Location": location}
+
+
+@bp.get("/<int:user_id>")
+@operation(response=UserV1, responses={404: "No such user"})
+def get_user(user_id: int) -> Response:
+    """One user."""
+    return jsonify(represent(existing(user_id)))
+
+
+@bp.patch("/<int:user_id>")
+@operation(
+    request=UserPatchV1,
+    response=UserV1,
+    responses={404: "No such user", 409: "Email already used", 422: "Invalid fields"},
+)
+def update_user(user_id: int) -> Response:
+    """Change the name or email; a new ``name`` is split again."""
+    body = read_json(UserPatchV1)
+    fields = body.model_dump(exclude_unset=True)
+    reject_nulls(fields)
+    changes: dict[str, str] = {}
+    if "name" in fields:
+        changes["first_name"], changes["last_name"] = split_name(fields["name"])
+    if "email" in fields:
+        changes["email"] = fields["email"]
+    try:
+        user = store().update(user_id, changes)
+    except DuplicateEmail as error:
+        raise duplicate(error) from None
+    if user is None:
+        raise not_found(user_id)
+    return jsonify(represent(user))
+
+
+@bp.delete("/<int:user_id>")
+@operation(responses={404: "No such user"})
+def delete_user(user_id: int) -> tuple[str, int]:
+    """Delete a user."""
+    if not store().delete(user_id):
+        raise not_found(user_id)
+    return "", 204

@@ -1,0 +1,190 @@
+"""``lockgate``: run, serve and inspect the fleet described by ``fleet.toml``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+
+from ..errors import ConfigurationError
+
+__all__ = ["main"]
+
+manifest_option = click.option(
+    "--manifest",
+    envvar="LOCKGATE_FLEET",
+    default="fleet.toml",
+    show_default=True,
+    help="The fleet manifest.",
+)
+
+
+def _fail(error: ConfigurationError) -> None:
+    raise click.ClickException(str(error))
+
+
+@click.group()
+def main() -> None:
+    """Run and inspect a fleet of versioned Flask services."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@manifest_option
+def run(host: str, port: int, manifest: str) -> None:
+    """Start every service behind one address (development server, threaded)."""
+    from werkzeug.serving import make_server
+
+    from .database import upgrade_fleet
+    from .front import create_fleet_app
+    from .manifest import load_manifest
+
+    try:
+        fleet = load_manifest(manifest)
+        os.environ["LOCKGATE_FLEET"] = str(fleet.root / os.path.basename(manifest))
+        upgrade_fleet(fleet)
+        app = create_fleet_app(manifest)
+    except ConfigurationError as error:
+        _fail(error)
+    server = make_server(host, port, app, threaded=True)
+    base = f"http://{host}:{server.port}"
+    click.echo(f"lockgate fleet {fleet.name!r}: {', '.join(s.name for s in fleet.services)}")
+    click.echo(f"  docs:     {base}/docs")
+    click.echo(f"  versions: {base}/api/versions")
+    click.echo(f"  health:   {base}/healthz")
+    click.echo("Press Ctrl-C to stop.", err=True)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        click.echo("stopped", err=True)
+
+
+@main.command()
+@click.option("--workers", default=1, show_default=True, type=int)
+@click.option("--threads", default=8, show_default=True, type=int, help="Per worker.")
+@click.option(
+    "--server", type=click.Choice(["gunicorn", "granian"]), default="gunicorn", show_default=True
+)
+@click.option("--bind", default="127.0.0.1:8080", show_default=True)
+@click.option("--graceful-timeout", default=30.0, show_default=True, type=float)
+@click.option(
+    "--drain-delay",
+    default=5.0,
+    show_default=True,
+    type=float,
+    help="Seconds /readyz answers 503 before accepting stops, on SIGTERM.",
+)
+@manifest_option
+def serve(
+    workers: int,
+    threads: int,
+    server: str,
+    bind: str,
+    graceful_timeout: float,
+    drain_delay: float,
+    manifest: str,
+) -> None:
+    """Serve the fleet for production: several workers, graceful drain on SIGTERM."""
+    from ..serving import ServeOptions, check_options
+    from ..serving import serve as run_server
+    from .database import upgrade_fleet
+    from .lifecycle_file import check_services
+    from .manifest import load_manifest
+
+    options = ServeOptions(
+        target="lockgate.fleet.front:create_fleet_app",
+        server=server,
+        workers=workers,
+        threads=threads,
+        bind=bind,
+        graceful_timeout=graceful_timeout,
+        drain_delay=drain_delay,
+    )
+    try:
+        check_options(options)
+        fleet = load_manifest(manifest)
+        check_services(s.name for s in fleet.services)
+        os.environ["LOCKGATE_FLEET"] = str(fleet.root / os.path.basename(manifest))
+        # Workers import services from the manifest's folder.
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(fleet.root), os.environ.get("PYTHONPATH")])
+        )
+        upgrade_fleet(fleet)
+    except ConfigurationError as error:
+        _fail(error)
+    click.echo(f"serving {fleet.name!r} with {server}, {workers} worker(s) on http://{bind}")
+    sys.exit(run_server(options))
+
+
+@main.command()
+@click.option("--service", help="One service (default: all).")
+@manifest_option
+def versions(service: str | None, manifest: str) -> None:
+    """Print each service's version catalog as a table."""
+    from ..cli import versions_table
+    from ..state import get_state
+    from .front import load_service_app
+    from .manifest import load_manifest
+
+    try:
+        fleet = load_manifest(manifest)
+        chosen = [fleet.service(service)] if service else list(fleet.services)
+        console = Console()
+        for item in chosen:
+            app = load_service_app(item.app)
+            console.print(versions_table(get_state(app), title=item.name))
+    except ConfigurationError as error:
+        _fail(error)
+
+
+@main.command()
+@click.option("--service", required=True)
+@click.option("--version", "label", required=True)
+@manifest_option
+def openapi(service: str, label: str, manifest: str) -> None:
+    """Print one service version's OpenAPI document."""
+    from ..cli import openapi_json
+    from ..state import get_state
+    from .front import load_service_app
+    from .manifest import load_manifest
+
+    try:
+        app = load_service_app(load_manifest(manifest).service(service).app)
+    except ConfigurationError as error:
+        _fail(error)
+    with app.app_context():
+        click.echo(openapi_json(get_state(app), label))
+
+
+@main.group()
+def db() -> None:
+    """The services' databases."""
+
+
+@db.command()
+@manifest_option
+def upgrade(manifest: str) -> None:
+    """Create or upgrade every service's schema (Alembic migrations)."""
+    from .database import database_url, upgrade_fleet
+    from .manifest import load_manifest
+
+    try:
+        done = upgrade_fleet(load_manifest(manifest))
+    except ConfigurationError as error:
+        _fail(error)
+    for service in done:
+        url = database_url(service.name)
+        click.echo(f"{service.name}: upgraded {url.split('@')[-1]}")

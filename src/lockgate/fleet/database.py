@@ -1,0 +1,51 @@
+"""Where each service keeps its data, and schema upgrades through Alembic.
+
+Embedded default: one SQLite file per service in ``$LOCKGATE_DATA_DIR``
+(``./.lockgate``). ``DATABASE_URL`` (``postgresql+psycopg://...``) points
+every service at a real database instead, unchanged otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .manifest import Fleet, Service
+
+__all__ = ["DATA_DIR_ENV", "data_dir", "database_url", "upgrade", "upgrade_fleet"]
+
+DATA_DIR_ENV = "LOCKGATE_DATA_DIR"
+
+
+def data_dir() -> Path:
+    """The folder for embedded data, created on first use."""
+    folder = Path(os.environ.get(DATA_DIR_ENV) or ".lockgate").resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def database_url(service: str) -> str:
+    """``$DATABASE_URL``, else a SQLite file named after the service."""
+    return os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir() / service}.db"
+
+
+def upgrade(migrations: Path, url: str) -> None:
+    """Bring the database at ``url`` to the newest revision in ``migrations``."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations))
+    # configparser treats % as interpolation; URLs may hold %-escapes.
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    command.upgrade(config, "head")
+
+
+def upgrade_fleet(fleet: Fleet) -> list[Service]:
+    """Upgrade every service that has migrations; returns those upgraded."""
+    done = []
+    for service in fleet.services:
+        if service.migrations is not None:
+            upgrade(service.migrations, database_url(service.name))
+            done.append(service)
+    return done

@@ -1,0 +1,76 @@
+"""One WSGI app for the whole fleet: each request goes to the service owning its path.
+
+``/api/users``, ``/api/v1/users/5`` and ``/api/v2/users?cursor=...`` all go to
+the service whose manifest entry lists ``/users``; any other path (health,
+docs, the version catalog) goes to the fleet's default service. This is the
+in-process stand-in for the gateway, which routes by the same manifest.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigurationError
+from .lifecycle_file import check_services
+from .manifest import Fleet, load_manifest
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+__all__ = ["FleetApp", "create_fleet_app", "load_service_app"]
+
+_VERSION_SEGMENT = re.compile(r"[vV]\d[^/]*")
+
+
+class FleetApp:
+    """Routes requests to the services' WSGI apps by the first resource segment."""
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        apps: dict[str, WSGIApplication],
+        prefix: str = "/api",
+    ) -> None:
+        self.fleet = fleet
+        self.apps = apps
+        self.prefix = prefix.rstrip("/") + "/"
+        self.default = apps[fleet.default]
+        self.owners = {
+            path.strip("/"): apps[service.name]
+            for service in fleet.services
+            for path in service.paths
+        }
+
+    def app_for(self, path: str) -> WSGIApplication:
+        if not path.startswith(self.prefix):
+            return self.default
+        first, _, rest = path[len(self.prefix) :].partition("/")
+        if _VERSION_SEGMENT.fullmatch(first) and rest:
+            first = rest.partition("/")[0]
+        return self.owners.get(first, self.default)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        return self.app_for(environ.get("PATH_INFO") or "/")(environ, start_response)
+
+
+def load_service_app(target: str) -> Any:
+    """Import ``module:factory`` and call the factory."""
+    module_name, _, attr = target.partition(":")
+    if not attr:
+        raise ConfigurationError(f"{target!r} is not module:factory")
+    factory = getattr(importlib.import_module(module_name), attr)
+    return factory()
+
+
+def create_fleet_app(manifest: str | None = None) -> FleetApp:
+    """Build every service of the manifest and put them behind one WSGI app.
+
+    :raises ConfigurationError: an invalid manifest or lifecycle file.
+    """
+    fleet = load_manifest(manifest)
+    check_services(service.name for service in fleet.services)
+    apps = {service.name: load_service_app(service.app) for service in fleet.services}
+    return FleetApp(fleet, apps)

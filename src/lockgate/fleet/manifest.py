@@ -1,0 +1,124 @@
+"""``fleet.toml``: the services of the fleet, their factories, paths and replicas.
+
+::
+
+    [fleet]
+    name = "lockgate"
+    default = "users"            # answers the shared paths: /healthz, /docs, /api/versions
+
+    [services.users]
+    app = "services.users:create_app"
+    paths = ["/users"]           # resources under /api and /api/v{N}
+    replicas = 2
+    migrations = "services/users/migrations"
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigurationError
+
+__all__ = ["MANIFEST_ENV", "Fleet", "Service", "find_manifest", "load_manifest"]
+
+#: Environment variable pointing at the manifest (default: ./fleet.toml).
+MANIFEST_ENV = "LOCKGATE_FLEET"
+
+
+@dataclass(frozen=True)
+class Service:
+    """One service of the fleet."""
+
+    name: str
+    #: ``module:factory``; the factory takes no required argument.
+    app: str
+    #: The resource paths it owns below the API prefix (``/users``).
+    paths: tuple[str, ...]
+    replicas: int = 1
+    #: Alembic script directory, relative to the manifest, if it has a database.
+    migrations: Path | None = None
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The whole manifest."""
+
+    name: str
+    services: tuple[Service, ...]
+    #: The service answering paths no service owns (health, docs, catalog).
+    default: str
+    #: The folder holding the manifest; service modules import from here.
+    root: Path
+
+    def service(self, name: str) -> Service:
+        for service in self.services:
+            if service.name == name:
+                return service
+        known = ", ".join(s.name for s in self.services)
+        raise ConfigurationError(f"no service {name!r} in the fleet (services: {known})")
+
+
+def find_manifest(path: str | os.PathLike[str] | None = None) -> Path:
+    """The manifest to use: ``path``, ``$LOCKGATE_FLEET`` or ``./fleet.toml``."""
+    chosen = Path(path or os.environ.get(MANIFEST_ENV) or "fleet.toml")
+    if not chosen.is_file():
+        raise ConfigurationError(f"fleet manifest {chosen} not found (set {MANIFEST_ENV})")
+    return chosen.resolve()
+
+
+def load_manifest(path: str | os.PathLike[str] | None = None) -> Fleet:
+    """Read and check the manifest; put its folder on ``sys.path`` for the factories.
+
+    :raises ConfigurationError: a missing or invalid manifest.
+    """
+    manifest = find_manifest(path)
+    try:
+        data = tomllib.loads(manifest.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigurationError(f"{manifest}: {error}") from None
+    root = manifest.parent
+    services = []
+    owners: dict[str, str] = {}
+    for name, table in (data.get("services") or {}).items():
+        where = f"{manifest.name} [services.{name}]"
+        if not isinstance(table, dict) or not isinstance(table.get("app"), str):
+            raise ConfigurationError(f"{where}: app = 'module:factory' is required")
+        unknown = set(table) - {"app", "paths", "replicas", "migrations"}
+        if unknown:
+            raise ConfigurationError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
+        paths = tuple("/" + str(p).strip("/") for p in table.get("paths", ()))
+        for owned in paths:
+            if owned in owners:
+                raise ConfigurationError(f"{where}: {owned} is already owned by {owners[owned]}")
+            owners[owned] = name
+        replicas = table.get("replicas", 1)
+        if not isinstance(replicas, int) or replicas < 1:
+            raise ConfigurationError(f"{where}: replicas must be a positive integer")
+        migrations = table.get("migrations")
+        services.append(
+            Service(
+                name=name,
+                app=table["app"],
+                paths=paths,
+                replicas=replicas,
+                migrations=None if migrations is None else root / migrations,
+            )
+        )
+    if not services:
+        raise ConfigurationError(f"{manifest}: no [services.*] table")
+    fleet_table = data.get("fleet") or {}
+    default = fleet_table.get("default", services[0].name)
+    fleet = Fleet(
+        name=fleet_table.get("name", root.name),
+        services=tuple(services),
+        default=default,
+        root=root,
+    )
+    fleet.service(default)  # must exist
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    return fleet
