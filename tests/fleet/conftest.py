@@ -1,0 +1,134 @@
+"""Fixtures that start the real fleet (`lockgate run`) as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+import sqlalchemy
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCKGATE = Path(sys.executable).parent / "lockgate"
+TEST_DATABASE_URL = os.environ.get(
+    "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Fleet:
+    """A running `lockgate run` and an HTTP client bound to it."""
+
+    def __init__(self, process: subprocess.Popen[str], base: str) -> None:
+        self.process = process
+        self.base = base
+        self.http = httpx.Client(base_url=base, timeout=10)
+
+
+@contextmanager
+def running_fleet(tmp: Path, env: dict[str, str] | None = None) -> Iterator[Fleet]:
+    port = free_port()
+    environment = {
+        **os.environ,
+        "LOCKGATE_DATA_DIR": str(tmp / "data"),
+        **(env or {}),
+    }
+    process = subprocess.Popen(
+        [str(LOCKGATE), "run", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    fleet = Fleet(process, base)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                output = process.stdout.read() if process.stdout else ""
+                raise AssertionError(f"lockgate run exited {process.returncode}:\n{output}")
+            try:
+                if fleet.http.get("/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("lockgate run did not answer /healthz within 30 s")
+            time.sleep(0.1)
+        yield fleet
+    finally:
+        fleet.http.close()
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process.stdout:
+            process.stdout.close()
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A fresh schema in the test database; its URL puts it first on the search path."""
+    schema = f"lockgate_{uuid.uuid4().hex[:12]}"
+    engine = sqlalchemy.create_engine(TEST_DATABASE_URL)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
+        separator = "&" if "?" in TEST_DATABASE_URL else "?"
+        yield f"{TEST_DATABASE_URL}{separator}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sqlalchemy.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        engine.dispose()
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.server)]
+)
+def fleet(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Fleet]:
+    """The fleet on SQLite, then the same suite on PostgreSQL."""
+    tmp = tmp_path_factory.mktemp(request.param)
+    if request.param == "sqlite":
+        with running_fleet(tmp) as fleet:
+            yield fleet
+    else:
+        with postgres_schema() as url, running_fleet(tmp, {"DATABASE_URL": url}) as fleet:
+            yield fleet
+
+
+@pytest.fixture
+def start_fleet(tmp_path: Path) -> Iterator[Callable[..., Fleet]]:
+    """Start extra fleets with their own environment, stopped after the test."""
+    with ExitStack() as stack:
+
+        def start(env: dict[str, str] | None = None) -> Fleet:
+            return stack.enter_context(running_fleet(tmp_path / uuid.uuid4().hex[:8], env))
+
+        yield start
+
+
+def unique_email(tag: str = "user") -> str:
+    return f"{tag}-{uuid.uuid4().hex[:10]}@example.com"
