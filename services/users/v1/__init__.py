@@ -50,7 +50,7 @@ def represent(user: User) -> dict[str, Any]:
 @bp.get("")
 @operation(query=ListQueryV1, response=list[UserV1], summary="List users")
 def list_users() -> Response:
-    """Users by id, as a bare array; ``limit`` (at most 100) and ``offset``."""
+    """Users by id, as a bare array; limit (at most 100) and offset."""
     params = query(ListQueryV1)
     users = store().page(limit=params.limit, offset=params.offset)
     return jsonify([represent(user) for user in users])
@@ -64,7 +64,7 @@ def list_users() -> Response:
     responses={409: "Email already used", 422: "Invalid fields"},
 )
 def create_user() -> tuple[Response, int, dict[str, str]]:
-    """Create a user; ``name`` is split at its first space."""
+    """Create a user; the name is split at its first space."""
     body = read_json(NewUserV1)
     first, last = split_name(body.name)
     try:
@@ -89,7 +89,7 @@ def get_user(user_id: int) -> Response:
     responses={404: "No such user", 409: "Email already used", 422: "Invalid fields"},
 )
 def update_user(user_id: int) -> Response:
-    """Change the name or email; a new ``name`` is split again."""
+    """Change the name or email; a new name is split again."""
     body = read_json(UserPatchV1)
     fields = body.model_dump(exclude_unset=True)
     reject_nulls(fields)

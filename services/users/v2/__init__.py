@@ -88,7 +88,7 @@ def decode_cursor(cursor: str) -> int:
 @bp.get("")
 @operation(query=ListQueryV2, response=UserPageV2, summary="List users")
 def list_users() -> Response:
-    """A page of users by id; follow ``next_cursor`` for the next one."""
+    """A page of users by id; follow next_cursor for the next one."""
     params = query(ListQueryV2)
     after = None if params.cursor is None else decode_cursor(params.cursor)
     # One extra row tells whether another page exists.

@@ -1,0 +1,67 @@
+"""The `lockgate` command: versions, openapi, db upgrade."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+
+from openapi_spec_validator import validate
+
+from .conftest import LOCKGATE, ROOT
+
+
+def lockgate(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "LOCKGATE_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
+    return subprocess.run(
+        [str(LOCKGATE), *args],
+        cwd=ROOT,
+        env={**environment, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_versions_table(tmp_path: Path) -> None:
+    result = lockgate(tmp_path, "versions")
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if "│" in line]
+    cells = [[cell.strip() for cell in row.split("│")[1:-1]] for row in rows]
+    by_version = {row[0]: row for row in cells if row and row[0] in {"0", "1", "2"}}
+    assert by_version["0"][1] == "retired"
+    assert by_version["1"][1] == "deprecated"
+    assert by_version["1"][3] == "2027-06-30T23:59:59Z"
+    assert by_version["2"][1] == "current"
+
+
+def test_openapi_of_one_version(tmp_path: Path) -> None:
+    result = lockgate(tmp_path, "openapi", "--service", "users", "--version", "1")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    validate(document)
+    assert document["info"]["version"] == "1"
+    assert all(op["deprecated"] for item in document["paths"].values() for op in item.values())
+    bad = lockgate(tmp_path, "openapi", "--service", "users", "--version", "9")
+    assert bad.returncode != 0
+    assert "not a declared version" in bad.stderr
+    unknown = lockgate(tmp_path, "openapi", "--service", "nope", "--version", "1")
+    assert unknown.returncode != 0
+    assert "no service 'nope'" in unknown.stderr
+
+
+def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:
+    result = lockgate(tmp_path, "db", "upgrade")
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(tmp_path / "data" / "users.db") as connection:
+        tables = {row[0] for row in connection.execute("select name from sqlite_master")}
+        revision = connection.execute("select version_num from alembic_version").fetchone()
+    connection.close()
+    assert "users" in tables
+    assert revision == ("0001",)
+    again = lockgate(tmp_path, "db", "upgrade")
+    assert again.returncode == 0, again.stderr
