@@ -13,7 +13,10 @@ from typing import Any
 from flask import Flask
 
 from lockgate import Versioning
+from lockgate.caching import invalidate
 from lockgate.fleet.database import database_url
+from lockgate.health import Health
+from lockgate.runtime import Runtime
 
 from . import guide, v1, v2
 from .store import UserStore, make_engine
@@ -27,7 +30,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     Config: ``DATABASE_URL`` (default: SQLite in ``$LOCKGATE_DATA_DIR``),
     ``PUBLIC_URL`` (makes the deprecation policy link absolute),
-    ``MAX_CONTENT_LENGTH`` (1 MiB).
+    ``MAX_CONTENT_LENGTH`` (1 MiB), and the runtime's keys (``REDIS_URL``,
+    ``LOCKGATE_RATE_LIMIT``, ...; see :class:`lockgate.runtime.Runtime`).
     """
     app = Flask(__name__)
     app.config.from_mapping(
@@ -36,21 +40,19 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=1024 * 1024,
         LOCKGATE_TITLE="lockgate users",
         LOCKGATE_VENDOR="lockgate",
+        LOCKGATE_SERVICE="users",
     )
     if config:
         app.config.from_mapping(config)
     url = app.config["DATABASE_URL"] or database_url("users")
-    app.extensions["users.store"] = UserStore(make_engine(url))
+
+    store = UserStore(make_engine(url), on_change=lambda: invalidate("users"))
+    app.extensions["users.store"] = store
 
     versioning = Versioning(app, versions=users_versions(app.config["PUBLIC_URL"]))
     versioning.register_blueprint(v1.bp, version="1")
     versioning.register_blueprint(v2.bp, version="2")
     app.register_blueprint(versioning.neutral(guide.bp))
-
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        """Liveness: the process answers; no dependency is checked."""
-        return {"status": "ok"}
-
-    versioning.neutral(healthz)
+    Runtime(app)
+    Health.add_check(app, "database", store.ping)
     return app

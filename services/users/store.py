@@ -6,7 +6,7 @@ address), so concurrent creates of one address cannot both succeed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,8 +56,15 @@ def _user(row: Any) -> User:
 class UserStore:
     """Create, read, update, delete and page through users."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, on_change: Callable[[], None] | None = None) -> None:
         self.engine = engine
+        #: Called after every committed write (the service invalidates cached reads).
+        self.on_change = on_change or (lambda: None)
+
+    def ping(self) -> None:
+        """Readiness: the database answers a query."""
+        with self.engine.connect() as connection:
+            connection.execute(select(1))
 
     def create(self, first_name: str, last_name: str, email: str) -> User:
         values = {
@@ -72,6 +79,7 @@ class UserStore:
                 row = connection.execute(insert(users).values(values).returning(users)).one()
         except IntegrityError:
             raise DuplicateEmail(email) from None
+        self.on_change()
         return _user(row)
 
     def get(self, user_id: int) -> User | None:
@@ -111,9 +119,15 @@ class UserStore:
                 ).first()
         except IntegrityError:
             raise DuplicateEmail(values.get("email", "")) from None
-        return None if row is None else _user(row)
+        if row is None:
+            return None
+        self.on_change()
+        return _user(row)
 
     def delete(self, user_id: int) -> bool:
         with self.engine.begin() as connection:
             result = connection.execute(delete(users).where(users.c.id == user_id))
-        return bool(result.rowcount)
+        if not result.rowcount:
+            return False
+        self.on_change()
+        return True

@@ -35,9 +35,11 @@ def free_port() -> int:
 class Fleet:
     """A running `lockgate run` and an HTTP client bound to it."""
 
-    def __init__(self, process: subprocess.Popen[str], base: str) -> None:
+    def __init__(self, process: subprocess.Popen[str], base: str, log: Path) -> None:
         self.process = process
         self.base = base
+        #: What the server printed (JSON access log lines among it).
+        self.log = log
         self.http = httpx.Client(base_url=base, timeout=10)
 
 
@@ -49,21 +51,24 @@ def running_fleet(tmp: Path, env: dict[str, str] | None = None) -> Iterator[Flee
         "LOCKGATE_DATA_DIR": str(tmp / "data"),
         **(env or {}),
     }
+    tmp.mkdir(parents=True, exist_ok=True)
+    # A file, not a pipe: a pipe nobody reads fills up and stalls the server's logging.
+    log = (tmp / "lockgate-run.log").open("w")
     process = subprocess.Popen(
         [str(LOCKGATE), "run", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT,
         env=environment,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
-    fleet = Fleet(process, base)
+    fleet = Fleet(process, base, tmp / "lockgate-run.log")
     try:
         deadline = time.monotonic() + 30
         while True:
             if process.poll() is not None:
-                output = process.stdout.read() if process.stdout else ""
+                output = fleet.log.read_text()
                 raise AssertionError(f"lockgate run exited {process.returncode}:\n{output}")
             try:
                 if fleet.http.get("/healthz").status_code == 200:
@@ -83,8 +88,7 @@ def running_fleet(tmp: Path, env: dict[str, str] | None = None) -> Iterator[Flee
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        if process.stdout:
-            process.stdout.close()
+        log.close()
 
 
 @contextmanager

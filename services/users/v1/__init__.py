@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from lockgate import operation
 from lockgate.bodies import read_json
+from lockgate.caching import cached
 from lockgate.state import get_state
 
 from ..domain import DuplicateEmail, User, split_name
@@ -48,6 +49,7 @@ def represent(user: User) -> dict[str, Any]:
 
 
 @bp.get("")
+@cached("users")
 @operation(query=ListQueryV1, response=list[UserV1], summary="List users")
 def list_users() -> Response:
     """Users by id, as a bare array; limit (at most 100) and offset."""
@@ -76,6 +78,7 @@ def create_user() -> tuple[Response, int, dict[str, str]]:
 
 
 @bp.get("/<int:user_id>")
+@cached("users")
 @operation(response=UserV1, responses={404: "No such user"})
 def get_user(user_id: int) -> Response:
     """One user."""

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lockgate import Problem, operation
 from lockgate.bodies import read_json
+from lockgate.caching import cached
 from lockgate.state import get_state
 
 from ..domain import DuplicateEmail, User, rfc3339
@@ -86,6 +87,7 @@ def decode_cursor(cursor: str) -> int:
 
 
 @bp.get("")
+@cached("users")
 @operation(query=ListQueryV2, response=UserPageV2, summary="List users")
 def list_users() -> Response:
     """A page of users by id; follow next_cursor for the next one."""
@@ -122,6 +124,7 @@ def create_user() -> tuple[Response, int, dict[str, str]]:
 
 
 @bp.get("/<int:user_id>")
+@cached("users")
 @operation(response=UserV2, responses={404: "No such user"})
 def get_user(user_id: int) -> Response:
     """One user."""

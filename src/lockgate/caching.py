@@ -1,0 +1,144 @@
+"""HTTP caching: strong ETags with 304s, ``Cache-Control``, and server-side cached reads.
+
+Every successful GET gets a strong ``ETag`` (a hash of its body) and answers
+``If-None-Match`` with 304. A view marked :func:`cached` is also kept in
+Flask-Caching (Redis with ``REDIS_URL``, else in process) under a key of
+service, version, path and canonical query, so v1 and v2 never share an
+entry. Invalidation is by generation: a write to a resource bumps its
+counter, which is part of every key, so no stale entry can be read again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+from flask import Flask, Response, current_app, make_response, request
+from flask_caching import Cache
+
+from .state import current_version
+
+__all__ = ["Caching", "cached", "invalidate"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+CONTROL_ATTR = "_lockgate_cache_control"
+logger = logging.getLogger("lockgate.caching")
+
+
+class Caching:
+    """ETags for every GET, and the cache behind :func:`cached` views."""
+
+    def __init__(self, app: Flask | None = None) -> None:
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Set caching up on ``app``.
+
+        Reads ``REDIS_URL`` (none: an in-process cache), ``LOCKGATE_SERVICE``
+        (key namespace), ``LOCKGATE_CACHE_TTL`` (30 s),
+        ``LOCKGATE_CACHE_CONTROL`` (``"no-cache"``: revalidate with the ETag).
+        """
+        if "lockgate.caching" in app.extensions:
+            raise RuntimeError("lockgate.Caching is already registered on this app")
+        app.config.setdefault("LOCKGATE_CACHE_TTL", 30)
+        app.config.setdefault("LOCKGATE_CACHE_CONTROL", "no-cache")
+        service = app.config.get("LOCKGATE_SERVICE") or app.name
+        settings: dict[str, Any] = {
+            "CACHE_DEFAULT_TIMEOUT": app.config["LOCKGATE_CACHE_TTL"],
+            "CACHE_KEY_PREFIX": f"lockgate:cache:{service}:",
+        }
+        if app.config.get("REDIS_URL"):
+            settings.update(CACHE_TYPE="RedisCache", CACHE_REDIS_URL=app.config["REDIS_URL"])
+        else:
+            settings.update(CACHE_TYPE="SimpleCache", CACHE_THRESHOLD=10000)
+        cache = Cache()
+        cache.init_app(app, config=settings)
+        app.extensions["lockgate.caching"] = cache
+        app.after_request(_conditional)
+
+
+def _cache() -> Cache:
+    found: Cache = current_app.extensions["lockgate.caching"]
+    return found
+
+
+def _safe(action: Callable[[], Any], default: Any = None) -> Any:
+    """Cache errors (Redis down) degrade to no caching, never to a 500."""
+    try:
+        return action()
+    except Exception as error:
+        logger.warning("cache unavailable: %s", error)
+        return default
+
+
+def _generation(resource: str) -> int:
+    value = _safe(lambda: _cache().get(f"gen:{resource}"), 0)
+    return int(value or 0)
+
+
+def invalidate(resource: str) -> None:
+    """A write changed ``resource``: no cached read of it is served again."""
+    backend = _cache().cache
+    if _safe(lambda: backend.inc(f"gen:{resource}"), None) is None:
+        logger.warning("could not invalidate %s; cached reads expire within the TTL", resource)
+
+
+def cached(
+    resource: str, *, ttl: int | None = None, cache_control: str | None = None
+) -> Callable[[F], F]:
+    """Serve a GET view from the cache, keyed by service, version, path and query.
+
+    :param resource: what the view reads; :func:`invalidate` it on writes.
+    :param ttl: seconds (default ``LOCKGATE_CACHE_TTL``).
+    :param cache_control: the response's ``Cache-Control``.
+    """
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if request.method != "GET":
+                return view(*args, **kwargs)
+            version = current_version()
+            query = urlencode(sorted(request.args.items(multi=True)))
+            key = (
+                f"v{version.label.text if version else '-'}:{request.path}?{query}"
+                f"#{_generation(resource)}"
+            )
+            hit = _safe(lambda: _cache().get(key))
+            if hit is not None:
+                body, status, mimetype = hit
+                response = Response(body, status=status, mimetype=mimetype)
+                response.headers["X-Cache"] = "hit"
+                return response
+            response = make_response(view(*args, **kwargs))
+            if response.status_code == 200 and not response.direct_passthrough:
+                entry = (response.get_data(), response.status_code, response.mimetype)
+                timeout = ttl if ttl is not None else current_app.config["LOCKGATE_CACHE_TTL"]
+                _safe(lambda: _cache().set(key, entry, timeout=timeout))
+            response.headers["X-Cache"] = "miss"
+            return response
+
+        if cache_control is not None:
+            setattr(wrapper, CONTROL_ATTR, cache_control)
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def _conditional(response: Response) -> Response:
+    """Strong ETag and 304 for successful GETs; ``Cache-Control`` per route."""
+    if request.method not in ("GET", "HEAD") or response.status_code != 200:
+        return response
+    if response.direct_passthrough or response.is_streamed:
+        return response
+    view = current_app.view_functions.get(request.endpoint or "")
+    control = getattr(view, CONTROL_ATTR, None) or current_app.config["LOCKGATE_CACHE_CONTROL"]
+    response.headers.setdefault("Cache-Control", control)
+    if "ETag" not in response.headers:
+        response.add_etag()
+    response.make_conditional(request)
+    return response

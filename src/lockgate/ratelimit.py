@@ -1,0 +1,169 @@
+"""Exact rate limits per client, shared by every worker through Redis.
+
+Counting is the ``limits`` library's fixed window: one atomic Lua script
+increments the counter and sets its expiry, so N concurrent requests over
+any number of workers admit exactly the limit and no key lives without a TTL.
+(Flask-Limiter sits on the same library; its headers give an epoch reset and
+its defaults are per route, where the IETF ``RateLimit-*`` fields want
+seconds and we want one budget per client and version kind.)
+
+Buckets: a request to a deprecated version counts against
+``LOCKGATE_RATE_LIMIT_DEPRECATED``, any other against ``LOCKGATE_RATE_LIMIT``;
+``LOCKGATE_RATE_LIMIT_VERSIONS`` (``{"1": "50/minute"}``) sets a version's own,
+and :func:`limit` a route's own. Redis down: requests are let through (fail
+open), a warning is logged, and ``/readyz`` reports Redis as failing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from flask import Flask, Response, current_app, g, request
+from limits import RateLimitItem, parse
+from limits.storage import MemoryStorage, Storage, storage_from_string
+from limits.strategies import FixedWindowRateLimiter
+
+from .clients import client_key
+from .problems import Problem
+from .state import current_version, get_state
+from .versions import VersionStatus
+
+__all__ = ["RateLimits", "limit"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+LIMIT_ATTR = "_lockgate_rate_limit"
+logger = logging.getLogger("lockgate.ratelimit")
+
+
+def limit(value: str) -> Callable[[F], F]:
+    """Give a view its own limit (``"10/minute"``), counted apart from the defaults."""
+    parse(value)  # fail at import time on a typo
+
+    def decorate(view: F) -> F:
+        setattr(view, LIMIT_ATTR, value)
+        return view
+
+    return decorate
+
+
+@dataclass
+class _LimitState:
+    limiter: FixedWindowRateLimiter
+    service: str
+    default: RateLimitItem | None
+    deprecated: RateLimitItem | None
+    versions: dict[str, RateLimitItem]
+    routes: dict[str, RateLimitItem] = field(default_factory=dict)
+    warned_at: float = 0.0
+
+
+class RateLimits:
+    """Per-client limits with ``RateLimit-*`` headers and 429 problem+json."""
+
+    def __init__(self, app: Flask | None = None) -> None:
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Set limits up on ``app``.
+
+        Reads ``REDIS_URL`` (none: in-process counters), ``LOCKGATE_SERVICE``
+        (key namespace, default the app name), ``LOCKGATE_RATE_LIMIT``
+        (``"1000/minute"``; empty turns limits off), ``LOCKGATE_RATE_LIMIT_DEPRECATED``
+        (``"500/minute"``), ``LOCKGATE_RATE_LIMIT_VERSIONS`` (``{}``).
+        """
+        if "lockgate.ratelimit" in app.extensions:
+            raise RuntimeError("lockgate.RateLimits is already registered on this app")
+        config = app.config
+        config.setdefault("LOCKGATE_RATE_LIMIT", "1000/minute")
+        config.setdefault("LOCKGATE_RATE_LIMIT_DEPRECATED", "500/minute")
+        config.setdefault("LOCKGATE_RATE_LIMIT_VERSIONS", {})
+        service = config.get("LOCKGATE_SERVICE") or app.name
+        storage: Storage
+        if config.get("REDIS_URL"):
+            storage = storage_from_string(  # type: ignore[assignment]
+                config["REDIS_URL"], key_prefix=f"lockgate:rl:{service}", wrap_exceptions=True
+            )
+        else:
+            storage = MemoryStorage()
+        app.extensions["lockgate.ratelimit"] = _LimitState(
+            limiter=FixedWindowRateLimiter(storage),
+            service=service,
+            default=_item(config["LOCKGATE_RATE_LIMIT"]),
+            deprecated=_item(config["LOCKGATE_RATE_LIMIT_DEPRECATED"]),
+            versions={k: parse(v) for k, v in config["LOCKGATE_RATE_LIMIT_VERSIONS"].items()},
+        )
+        app.before_request(_check)
+        app.after_request(_headers)
+
+
+def _item(value: str | None) -> RateLimitItem | None:
+    return parse(value) if value else None
+
+
+def _choose(state: _LimitState) -> tuple[RateLimitItem, str] | None:
+    """The limit that applies to this request, and its bucket name."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    own = getattr(view, LIMIT_ATTR, None)
+    if own is not None:
+        item = state.routes.get(own) or state.routes.setdefault(own, parse(own))
+        return item, f"route:{request.endpoint}"
+    version = current_version()
+    if version is None:
+        return None  # neutral routes (health, docs) are not limited
+    label = version.label.text
+    if label in state.versions:
+        return state.versions[label], f"v{label}"
+    versioning = get_state()
+    status = versioning.bundle.snapshot(versioning.clock()).statuses[version.label]
+    if status is VersionStatus.DEPRECATED and state.deprecated is not None:
+        return state.deprecated, "deprecated"
+    return (state.default, "default") if state.default is not None else None
+
+
+def _check() -> None:
+    state: _LimitState = current_app.extensions["lockgate.ratelimit"]
+    chosen = _choose(state)
+    if chosen is None:
+        return
+    item, bucket = chosen
+    key = client_key()
+    try:
+        allowed = state.limiter.hit(item, bucket, key)
+        reset_at, remaining = state.limiter.get_window_stats(item, bucket, key)
+    except Exception as error:  # Redis down: fail open, loudly
+        now = time.monotonic()
+        if now - state.warned_at > 10:
+            state.warned_at = now
+            logger.warning("rate limiting is off, its storage failed: %s", error)
+        return
+    reset = max(0, math.ceil(reset_at - time.time()))
+    g.lockgate_rate_limit = (item.amount, remaining, reset)
+    if not allowed:
+        raise Problem(
+            429,
+            f"rate limit of {item} exceeded; retry in {reset} s",
+            code="RateLimited",
+            headers={"Retry-After": str(max(1, reset)), **_fields(item.amount, 0, reset)},
+        )
+
+
+def _fields(limit_: int, remaining: int, reset: int) -> dict[str, str]:
+    return {
+        "RateLimit-Limit": str(limit_),
+        "RateLimit-Remaining": str(remaining),
+        "RateLimit-Reset": str(reset),
+    }
+
+
+def _headers(response: Response) -> Response:
+    stats = g.get("lockgate_rate_limit")
+    if stats is not None:
+        for name, value in _fields(*stats).items():
+            response.headers.setdefault(name, value)
+    return response

@@ -1,0 +1,51 @@
+"""``X-Request-ID``: taken from the request when it is a sane token, else made.
+
+The id is echoed on the response and bound into every log line of the request.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from flask import Flask, Response, g, request
+
+__all__ = ["HEADER", "RequestIds", "request_id"]
+
+HEADER = "X-Request-ID"
+#: Letters, digits and ``._:-``, at most 128: safe to log and to echo.
+_SANE = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+
+def request_id() -> str:
+    """This request's id."""
+    found: str | None = g.get("lockgate_request_id")
+    if found is None:
+        incoming = request.headers.get(HEADER, "")
+        found = incoming if _SANE.fullmatch(incoming) else uuid.uuid4().hex
+        g.lockgate_request_id = found
+    return found
+
+
+def _assign() -> None:
+    request_id()
+
+
+class RequestIds:
+    """Assign every request an id and echo it in ``X-Request-ID``."""
+
+    def __init__(self, app: Flask | None = None) -> None:
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        if "lockgate.requestid" in app.extensions:
+            raise RuntimeError("lockgate.RequestIds is already registered on this app")
+        app.extensions["lockgate.requestid"] = True
+        # First, so every later hook and log line sees the id.
+        app.before_request_funcs.setdefault(None, []).insert(0, _assign)
+
+        @app.after_request
+        def echo(response: Response) -> Response:
+            response.headers[HEADER] = request_id()
+            return response
