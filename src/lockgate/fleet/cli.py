@@ -188,3 +188,36 @@ def upgrade(manifest: str) -> None:
     for service in done:
         url = database_url(service.name)
         click.echo(f"{service.name}: upgraded {url.split('@')[-1]}")
+
+
+@main.command()
+@click.option(
+    "--url",
+    default="http://127.0.0.1:8080",
+    show_default=True,
+    help="A running fleet; its /usage answers from Redis or from its process.",
+)
+@click.option("--service", help="One service (default: all).")
+def usage(url: str, service: str | None) -> None:
+    """Which clients still call deprecated versions: how often, when last."""
+    import json
+    import urllib.request
+
+    from rich.table import Table
+
+    target = f"{url.rstrip('/')}/usage" + (f"?service={service}" if service else "")
+    try:
+        with urllib.request.urlopen(target, timeout=10) as response:
+            rows = json.load(response)
+    except OSError as error:
+        raise click.ClickException(f"cannot read {target}: {error}") from None
+    table = Table(title="Calls to deprecated versions")
+    for column in ("service", "version", "client", "calls", "last_seen"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            *(str(row[c]) for c in ("service", "version", "client", "calls", "last_seen"))
+        )
+    Console().print(table)
+    if not rows:
+        click.echo("No client called a deprecated version (since the data's retention).")

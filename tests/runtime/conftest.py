@@ -1,0 +1,77 @@
+"""A versioned test app with the whole runtime, on real Redis or in process."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from flask import Blueprint, Flask, jsonify
+
+from lockgate import Version, Versioning
+from lockgate.caching import cached, invalidate
+from lockgate.ratelimit import limit
+from lockgate.runtime import Runtime
+
+from ..conftest import Clock
+
+REDIS = "redis://127.0.0.1:6379"
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis database of its own (1-15, chosen at random), emptied after the test."""
+    url = f"{REDIS}/{random.randint(1, 15)}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+def build(clock: Clock, **config: Any) -> Flask:
+    app = Flask("runtime-test")
+    app.config.update({"TESTING": True, "LOCKGATE_SERVICE": "things", **config})
+    versioning = Versioning(
+        app,
+        versions=[Version("1", deprecated="2026-01-01", successor="2"), Version("2")],
+        clock=clock,
+    )
+    things = {"count": 0}
+    v1, v2 = Blueprint("things", __name__), Blueprint("things", __name__)
+
+    @v1.get("/things")
+    @cached("things")
+    def list_v1() -> Any:
+        return jsonify(version=1, count=things["count"])
+
+    @v2.get("/things")
+    @cached("things", cache_control="public, max-age=30")
+    def list_v2() -> Any:
+        return jsonify(version=2, count=things["count"])
+
+    @v2.post("/things")
+    def add() -> Any:
+        things["count"] += 1
+        invalidate("things")
+        return jsonify(count=things["count"]), 201
+
+    @v2.get("/scarce")
+    @limit("2/minute")
+    def scarce() -> Any:
+        return jsonify(ok=True)
+
+    versioning.register_blueprint(v1, version="1")
+    versioning.register_blueprint(v2, version="2")
+    Runtime(app)
+    return app
+
+
+@pytest.fixture
+def make_app(clock: Clock) -> Callable[..., Flask]:
+    def make(**config: Any) -> Flask:
+        return build(clock, **config)
+
+    return make

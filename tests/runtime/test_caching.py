@@ -1,0 +1,59 @@
+"""ETags, 304s, Cache-Control and server-side cached reads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+
+
+@pytest.fixture(params=["memory", "redis"])
+def client(request: pytest.FixtureRequest, make_app: Callable[..., Flask]) -> Any:
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        return make_app(REDIS_URL=url).test_client()
+    return make_app().test_client()
+
+
+def test_strong_etag_and_304(client: Any) -> None:
+    first = client.get("/api/v2/things")
+    etag = first.headers["ETag"]
+    assert etag.startswith('"')  # strong: no W/ prefix
+    again = client.get("/api/v2/things", headers={"If-None-Match": etag})
+    assert again.status_code == 304
+    assert again.get_data() == b""
+    assert again.headers["API-Version"] == "2"
+    other = client.get("/api/v2/things", headers={"If-None-Match": '"something-else"'})
+    assert other.status_code == 200
+
+
+def test_cache_control_per_route(client: Any) -> None:
+    assert client.get("/api/v2/things").headers["Cache-Control"] == "public, max-age=30"
+    assert client.get("/api/v1/things").headers["Cache-Control"] == "no-cache"
+
+
+def test_versions_never_share_an_entry(client: Any) -> None:
+    assert client.get("/api/v1/things").get_json()["version"] == 1
+    assert client.get("/api/v2/things").get_json()["version"] == 2
+    assert client.get("/api/v1/things").headers["X-Cache"] == "hit"
+    assert client.get("/api/v1/things").get_json()["version"] == 1
+    assert client.get("/api/things", headers={"API-Version": "1"}).get_json()["version"] == 1
+
+
+def test_a_write_invalidates_at_once(client: Any) -> None:
+    assert client.get("/api/v2/things").get_json()["count"] == 0
+    assert client.get("/api/v2/things").headers["X-Cache"] == "hit"
+    for expected in (1, 2, 3):
+        assert client.post("/api/v2/things").status_code == 201
+        after = client.get("/api/v2/things")
+        assert after.get_json()["count"] == expected
+        assert after.headers["X-Cache"] == "miss"
+        assert client.get("/api/v1/things").get_json()["count"] == expected
+
+
+def test_query_is_canonical(client: Any) -> None:
+    client.get("/api/v2/things?b=2&a=1")
+    assert client.get("/api/v2/things?a=1&b=2").headers["X-Cache"] == "hit"
+    assert client.get("/api/v2/things?a=1&b=3").headers["X-Cache"] == "miss"

@@ -1,0 +1,125 @@
+"""Request ids, JSON log lines, metrics and deprecated usage, in one process."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from lockgate.logs import configure_logging
+
+
+@pytest.fixture
+def logs() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    configure_logging(stream)
+    yield stream
+    configure_logging(sys.stderr)
+
+
+def lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+
+
+def test_request_id_is_echoed_when_sane(make_app: Callable[..., Flask]) -> None:
+    client = make_app().test_client()
+    sane = client.get("/api/v2/things", headers={"X-Request-ID": "abc-123.x:y"})
+    assert sane.headers["X-Request-ID"] == "abc-123.x:y"
+    for insane in ("", "has space", "x" * 129, "semi;colon", "new\\nline"):
+        response = client.get("/api/v2/things", headers={"X-Request-ID": insane})
+        assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-ID"]), insane
+    made = {client.get("/healthz").headers["X-Request-ID"] for _ in range(3)}
+    assert len(made) == 3
+
+
+def test_one_json_line_per_request(make_app: Callable[..., Flask], logs: io.StringIO) -> None:
+    client = make_app().test_client()
+    client.get("/api/things", headers={"X-Request-ID": "req-1", "User-Agent": "curl/8.5.0"})
+    client.get("/api/v2/nothing", headers={"X-Request-ID": "req-2"})
+    records = {r["request_id"]: r for r in lines(logs) if r.get("event") == "request"}
+    first = records["req-1"]
+    assert first["service"] == "things"
+    assert first["version"] == "2"
+    assert first["client"] == "curl"
+    assert first["method"] == "GET"
+    assert first["route"] == "/api/v2/things"
+    assert first["status"] == 200
+    assert first["duration_ms"] >= 0
+    assert first["level"] == "info"
+    assert records["req-2"]["status"] == 404
+
+
+def test_app_log_lines_carry_the_request_id(
+    make_app: Callable[..., Flask], logs: io.StringIO
+) -> None:
+    import structlog
+
+    app = make_app()
+
+    @app.get("/talk")
+    def talk() -> dict[str, bool]:
+        structlog.get_logger("app").info("hello")
+        return {"ok": True}
+
+    app.test_client().get("/talk", headers={"X-Request-ID": "talk-1"})
+    hello = [r for r in lines(logs) if r.get("event") == "hello"]
+    assert hello[0]["request_id"] == "talk-1"
+    assert hello[0]["service"] == "things"
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_metrics(make_app: Callable[..., Flask]) -> None:
+    client = make_app(LOCKGATE_SERVICE="metrics-test").test_client()
+    before = client.get("/metrics").get_data(as_text=True)
+    for _ in range(3):
+        client.get("/api/v1/things", headers={"User-Agent": "legacy-sync/1.0"})
+    client.get("/api/v2/nothing")
+    text = client.get("/metrics").get_data(as_text=True)
+    labels = {"service": "metrics-test", "version": "1", "route": "/api/v1/things"}
+    assert (
+        metric(text, "http_requests_total", **labels, status="200")
+        - metric(before, "http_requests_total", **labels, status="200")
+        == 3
+    )
+    assert metric(text, "http_request_duration_seconds_count", **labels) >= 3
+    deprecated = {"service": "metrics-test", "version": "1", "client": "legacy-sync"}
+    assert (
+        metric(text, "api_deprecated_requests_total", **deprecated)
+        - metric(before, "api_deprecated_requests_total", **deprecated)
+        == 3
+    )
+    assert metric(text, "api_deprecated_requests_total", service="metrics-test", version="2") == 0
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_deprecated_usage_report(
+    make_app: Callable[..., Flask], request: pytest.FixtureRequest, backend: str
+) -> None:
+    config = {"REDIS_URL": request.getfixturevalue("redis_url")} if backend == "redis" else {}
+    client = make_app(**config).test_client()
+    for agent, count in (("curl/8.5", 3), ("python-httpx/0.28", 1)):
+        for _ in range(count):
+            client.get("/api/v1/things", headers={"User-Agent": agent})
+    client.get("/api/v2/things", headers={"User-Agent": "fresh-client/1"})
+    rows = client.get("/usage").get_json()
+    assert [(r["service"], r["version"], r["client"], r["calls"]) for r in rows] == [
+        ("things", "1", "curl", 3),
+        ("things", "1", "python-httpx", 1),
+    ]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", r["last_seen"]) for r in rows)
