@@ -11,6 +11,7 @@ caches would be per process, so more than one worker is refused.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import signal
@@ -139,7 +140,7 @@ def _serve_gunicorn(options: ServeOptions) -> int:
                 "workers": options.workers,
                 "threads": options.threads,
                 "worker_class": "gthread",
-                "graceful_timeout": options.graceful_timeout,
+                "graceful_timeout": math.ceil(options.graceful_timeout),
                 "timeout": max(30, int(options.graceful_timeout) + 5),
                 "child_exit": child_exit,
                 "accesslog": None,

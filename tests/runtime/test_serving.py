@@ -1,0 +1,244 @@
+"""`lockgate serve` under real multi-worker servers: limits, drain, metrics, Redis loss.
+
+Every test talks to 127.0.0.1 only, bounds its requests, and stops its servers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from ..fleet.conftest import free_port
+
+LOCKGATE = Path(sys.executable).parent / "lockgate"
+MANIFEST = Path(__file__).parent / "servefleet" / "fleet.toml"
+
+
+class Served:
+    def __init__(self, process: subprocess.Popen[str], base: str, log: Path) -> None:
+        self.process = process
+        self.base = base
+        self.log = log
+
+
+@contextmanager
+def serving(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Served]:
+    port = free_port()
+    tmp.mkdir(parents=True, exist_ok=True)
+    log_path = tmp / f"serve-{port}.log"
+    log = log_path.open("w")
+    environment = {**os.environ, "LOCKGATE_DATA_DIR": str(tmp / "data"), **(env or {})}
+    environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    process = subprocess.Popen(
+        [
+            str(LOCKGATE),
+            "serve",
+            "--manifest",
+            str(MANIFEST),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--drain-delay",
+            "1",
+            "--graceful-timeout",
+            "10",
+            *args,
+        ],
+        env=environment,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    served = Served(process, f"http://127.0.0.1:{port}", log_path)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, log_path.read_text()
+            try:
+                if httpx.get(f"{served.base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not start in 30 s"
+            time.sleep(0.1)
+        yield served
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
+    with ExitStack() as stack:
+
+        def start(*args: str, env: dict[str, str] | None = None) -> Served:
+            return stack.enter_context(serving(tmp_path, *args, env=env))
+
+        yield start
+
+
+def concurrently(count: int, call: Callable[[int], object]) -> list[object]:
+    """Run ``call`` ``count`` times at once (a barrier releases them together)."""
+    barrier = threading.Barrier(count)
+    results: list[object] = [None] * count
+
+    def run(index: int) -> None:
+        barrier.wait(timeout=30)
+        try:
+            results[index] = call(index)
+        except Exception as error:
+            results[index] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+@pytest.mark.server
+def test_exact_limit_across_four_workers(serve: Callable[..., Served], redis_url: str) -> None:
+    served = serve(
+        "--workers", "4", env={"REDIS_URL": redis_url, "LOCKGATE_RATE_LIMIT": "25/minute"}
+    )
+
+    def get(_: int) -> int:
+        with httpx.Client(timeout=30) as client:
+            return client.get(f"{served.base}/api/v1/fast").status_code
+
+    statuses = concurrently(60, get)
+    assert statuses.count(200) == 25, statuses
+    assert statuses.count(429) == 35, statuses
+    pids = set(re.findall(r"Booting worker with pid: (\d+)", served.log.read_text()))
+    assert len(pids) == 4
+    store = redis.Redis.from_url(redis_url)
+    keys = list(store.scan_iter("lockgate:rl:*"))
+    assert keys
+    assert all(0 < store.ttl(key) <= 60 for key in keys)
+    store.close()
+
+
+@pytest.mark.server
+def test_sigterm_drains_in_flight_requests(serve: Callable[..., Served], redis_url: str) -> None:
+    served = serve("--workers", "2", "--threads", "16", env={"REDIS_URL": redis_url})
+    results: list[object] = []
+
+    def slow(_: int) -> int:
+        with httpx.Client(timeout=30) as client:
+            return client.get(f"{served.base}/api/v1/slow", params={"seconds": 2}).status_code
+
+    worker = threading.Thread(target=lambda: results.extend(concurrently(20, slow)))
+    worker.start()
+    time.sleep(0.7)  # all 20 are in flight
+    stopped_at = time.monotonic()
+    served.process.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    ready = httpx.get(f"{served.base}/readyz", timeout=5)
+    assert ready.status_code == 503
+    assert "draining" in ready.json()["failing"]
+    worker.join(timeout=60)
+    assert results.count(200) == 20, results
+    assert served.process.wait(timeout=20) == 0
+    assert time.monotonic() - stopped_at < 1 + 10 + 5  # drain delay + graceful timeout
+
+
+@pytest.mark.server
+def test_metrics_are_summed_across_workers(
+    serve: Callable[..., Served], redis_url: str, tmp_path: Path
+) -> None:
+    served = serve("--workers", "2", env={"REDIS_URL": redis_url})
+    concurrently(40, lambda _: httpx.get(f"{served.base}/api/v1/fast", timeout=30).status_code)
+    pattern = re.compile(
+        r'^http_requests_total\{[^}]*route="/api/v1/fast"[^}]*status="200"[^}]*\} (\S+)$', re.M
+    )
+    for _ in range(4):  # whichever worker answers, the sum is the same
+        text = httpx.get(f"{served.base}/metrics", timeout=10).text
+        assert sum(float(value) for value in pattern.findall(text)) == 40
+
+
+def test_several_workers_need_redis(tmp_path: Path) -> None:
+    environment = {**os.environ, "LOCKGATE_DATA_DIR": str(tmp_path)}
+    environment.pop("REDIS_URL", None)
+    result = subprocess.run(
+        [str(LOCKGATE), "serve", "--manifest", str(MANIFEST), "--workers", "2"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "REDIS_URL" in result.stderr
+    assert "per process" in result.stderr or "worker" in result.stderr
+
+
+@pytest.mark.server
+def test_redis_going_away(serve: Callable[..., Served], tmp_path: Path) -> None:
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            shutil.which("redis-server") or "/usr/bin/redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        client = redis.Redis(port=port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        client.close()
+        served = serve(env={"REDIS_URL": f"redis://127.0.0.1:{port}/0"})
+        assert httpx.get(f"{served.base}/readyz", timeout=5).status_code == 200
+        assert httpx.get(f"{served.base}/api/v1/fast", timeout=5).status_code == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    ready = httpx.get(f"{served.base}/readyz", timeout=10)
+    assert ready.status_code == 503
+    assert ready.headers["content-type"] == "application/problem+json"
+    assert ready.json()["failing"] == ["redis"]
+    for _ in range(3):  # fail open: served without limits or cache, never a 500
+        assert httpx.get(f"{served.base}/api/v1/fast", timeout=10).status_code == 200
+    assert "rate limiting is off" in served.log.read_text()
+
+
+@pytest.mark.server
+def test_granian_serves_the_fleet(serve: Callable[..., Served], redis_url: str) -> None:
+    served = serve("--server", "granian", "--workers", "2", env={"REDIS_URL": redis_url})
+    response = httpx.get(f"{served.base}/api/fast", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["api-version"] == "1"
+    assert httpx.get(f"{served.base}/readyz", timeout=10).status_code == 200
