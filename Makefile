@@ -52,6 +52,7 @@ pytest: setup
 
 bench: setup wrk ## benchmarks; figures go to docs/benchmarks.md
 	$(BIN)/python bench/versioning.py --write docs/benchmarks.md
+	$(BIN)/python bench/serving.py --write docs/benchmarks.md
 
 fmt: setup
 	$(BIN)/ruff format .

@@ -5,7 +5,8 @@ Every successful GET gets a strong ``ETag`` (a hash of its body) and answers
 Flask-Caching (Redis with ``REDIS_URL``, else in process) under a key of
 service, version, path and canonical query, so v1 and v2 never share an
 entry. Invalidation is by generation: a write to a resource bumps its
-counter, which is part of every key, so no stale entry can be read again.
+counter, and an entry counts only if it was stored under the current one, so
+no stale entry can be read again.
 """
 
 from __future__ import annotations
@@ -39,11 +40,13 @@ class Caching:
         """Set caching up on ``app``.
 
         Reads ``REDIS_URL`` (none: an in-process cache), ``LOCKGATE_SERVICE``
-        (key namespace), ``LOCKGATE_CACHE_TTL`` (30 s),
+        (key namespace), ``LOCKGATE_CACHE_ENABLED`` (True: serve :func:`cached`
+        views from the cache), ``LOCKGATE_CACHE_TTL`` (30 s),
         ``LOCKGATE_CACHE_CONTROL`` (``"no-cache"``: revalidate with the ETag).
         """
         if "lockgate.caching" in app.extensions:
             raise RuntimeError("lockgate.Caching is already registered on this app")
+        app.config.setdefault("LOCKGATE_CACHE_ENABLED", True)
         app.config.setdefault("LOCKGATE_CACHE_TTL", 30)
         app.config.setdefault("LOCKGATE_CACHE_CONTROL", "no-cache")
         service = app.config.get("LOCKGATE_SERVICE") or app.name
@@ -75,11 +78,6 @@ def _safe(action: Callable[[], Any], default: Any = None) -> Any:
         return default
 
 
-def _generation(resource: str) -> int:
-    value = _safe(lambda: _cache().get(f"gen:{resource}"), 0)
-    return int(value or 0)
-
-
 def invalidate(resource: str) -> None:
     """A write changed ``resource``: no cached read of it is served again."""
     backend = _cache().cache
@@ -100,23 +98,23 @@ def cached(
     def decorate(view: F) -> F:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if request.method != "GET":
+            if request.method != "GET" or not current_app.config["LOCKGATE_CACHE_ENABLED"]:
                 return view(*args, **kwargs)
             version = current_version()
             query = urlencode(sorted(request.args.items(multi=True)))
-            key = (
-                f"v{version.label.text if version else '-'}:{request.path}?{query}"
-                f"#{_generation(resource)}"
-            )
-            hit = _safe(lambda: _cache().get(key))
-            if hit is not None:
-                body, status, mimetype = hit
+            key = f"v{version.label.text if version else '-'}:{request.path}?{query}"
+            # One round trip: the resource's generation and the entry, which
+            # is valid only if it was stored under that same generation.
+            generation, hit = _safe(lambda: _cache().get_many(f"gen:{resource}", key), (None, None))
+            generation = int(generation or 0)
+            if hit is not None and hit[0] == generation:
+                _, body, status, mimetype = hit
                 response = Response(body, status=status, mimetype=mimetype)
                 response.headers["X-Cache"] = "hit"
                 return response
             response = make_response(view(*args, **kwargs))
             if response.status_code == 200 and not response.direct_passthrough:
-                entry = (response.get_data(), response.status_code, response.mimetype)
+                entry = (generation, response.get_data(), response.status_code, response.mimetype)
                 timeout = ttl if ttl is not None else current_app.config["LOCKGATE_CACHE_TTL"]
                 _safe(lambda: _cache().set(key, entry, timeout=timeout))
             response.headers["X-Cache"] = "miss"

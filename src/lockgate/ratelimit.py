@@ -1,11 +1,14 @@
 """Exact rate limits per client, shared by every worker through Redis.
 
-Counting is the ``limits`` library's fixed window: one atomic Lua script
-increments the counter and sets its expiry, so N concurrent requests over
-any number of workers admit exactly the limit and no key lives without a TTL.
-(Flask-Limiter sits on the same library; its headers give an epoch reset and
-its defaults are per route, where the IETF ``RateLimit-*`` fields want
-seconds and we want one budget per client and version kind.)
+Counting is a fixed window. On Redis one Lua script increments the counter,
+gives a new counter its expiry and returns count and TTL in a single round
+trip, so N concurrent requests over any number of workers admit exactly the
+limit and no key lives without a TTL. (The ``limits`` library, which
+Flask-Limiter sits on, does the same in three round trips per request: its
+script returns no TTL. We use ``limits`` for parsing and for the in-process
+counters; Flask-Limiter's headers give an epoch reset and its defaults are per
+route, where the IETF ``RateLimit-*`` fields want seconds and we want one
+budget per client and version kind.)
 
 Buckets: a request to a deprecated version counts against
 ``LOCKGATE_RATE_LIMIT_DEPRECATED``, any other against ``LOCKGATE_RATE_LIMIT``;
@@ -25,8 +28,7 @@ from typing import Any, TypeVar
 
 from flask import Flask, Response, current_app, g, request
 from limits import RateLimitItem, parse
-from limits.storage import MemoryStorage, Storage, storage_from_string
-from limits.strategies import FixedWindowRateLimiter
+from limits.storage import MemoryStorage
 
 from .clients import client_key
 from .problems import Problem
@@ -53,7 +55,8 @@ def limit(value: str) -> Callable[[F], F]:
 
 @dataclass
 class _LimitState:
-    limiter: FixedWindowRateLimiter
+    #: ``(item, key) -> (count in this window, seconds to its end)``.
+    count: Callable[[RateLimitItem, str], tuple[int, int]]
     service: str
     default: RateLimitItem | None
     deprecated: RateLimitItem | None
@@ -84,15 +87,13 @@ class RateLimits:
         config.setdefault("LOCKGATE_RATE_LIMIT_DEPRECATED", "500/minute")
         config.setdefault("LOCKGATE_RATE_LIMIT_VERSIONS", {})
         service = config.get("LOCKGATE_SERVICE") or app.name
-        storage: Storage
-        if config.get("REDIS_URL"):
-            storage = storage_from_string(  # type: ignore[assignment]
-                config["REDIS_URL"], key_prefix=f"lockgate:rl:{service}", wrap_exceptions=True
-            )
-        else:
-            storage = MemoryStorage()
+        count = (
+            _redis_counter(config["REDIS_URL"], f"lockgate:rl:{service}")
+            if config.get("REDIS_URL")
+            else _memory_counter()
+        )
         app.extensions["lockgate.ratelimit"] = _LimitState(
-            limiter=FixedWindowRateLimiter(storage),
+            count=count,
             service=service,
             default=_item(config["LOCKGATE_RATE_LIMIT"]),
             deprecated=_item(config["LOCKGATE_RATE_LIMIT_DEPRECATED"]),
@@ -100,6 +101,42 @@ class RateLimits:
         )
         app.before_request(_check)
         app.after_request(_headers)
+
+
+_INCR = """
+local count = redis.call('INCR', KEYS[1])
+local ttl = redis.call('TTL', KEYS[1])
+if ttl < 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {count, ttl}
+"""
+
+
+def _redis_counter(url: str, prefix: str) -> Callable[[RateLimitItem, str], tuple[int, int]]:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    script = client.register_script(_INCR)
+
+    def count(item: RateLimitItem, key: str) -> tuple[int, int]:
+        window = item.get_expiry()
+        found = script(keys=[f"{prefix}:{item.amount}/{window}:{key}"], args=[window])
+        return int(found[0]), int(found[1])
+
+    return count
+
+
+def _memory_counter() -> Callable[[RateLimitItem, str], tuple[int, int]]:
+    storage = MemoryStorage()
+
+    def count(item: RateLimitItem, key: str) -> tuple[int, int]:
+        full = item.key_for(key)
+        found = storage.incr(full, item.get_expiry())
+        return found, max(0, math.ceil(storage.get_expiry(full) - time.time()))
+
+    return count
 
 
 def _item(value: str | None) -> RateLimitItem | None:
@@ -134,17 +171,16 @@ def _check() -> None:
     item, bucket = chosen
     key = client_key()
     try:
-        allowed = state.limiter.hit(item, bucket, key)
-        reset_at, remaining = state.limiter.get_window_stats(item, bucket, key)
+        count, reset = state.count(item, f"{bucket}:{key}")
     except Exception as error:  # Redis down: fail open, loudly
         now = time.monotonic()
         if now - state.warned_at > 10:
             state.warned_at = now
             logger.warning("rate limiting is off, its storage failed: %s", error)
         return
-    reset = max(0, math.ceil(reset_at - time.time()))
+    remaining = max(0, item.amount - count)
     g.lockgate_rate_limit = (item.amount, remaining, reset)
-    if not allowed:
+    if count > item.amount:
         raise Problem(
             429,
             f"rate limit of {item} exceeded; retry in {reset} s",

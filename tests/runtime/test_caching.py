@@ -57,3 +57,11 @@ def test_query_is_canonical(client: Any) -> None:
     client.get("/api/v2/things?b=2&a=1")
     assert client.get("/api/v2/things?a=1&b=2").headers["X-Cache"] == "hit"
     assert client.get("/api/v2/things?a=1&b=3").headers["X-Cache"] == "miss"
+
+
+def test_server_side_cache_can_be_turned_off(make_app: Any) -> None:
+    client = make_app(LOCKGATE_CACHE_ENABLED=False).test_client()
+    client.get("/api/v2/things")
+    second = client.get("/api/v2/things")
+    assert "X-Cache" not in second.headers
+    assert second.headers["ETag"]  # HTTP revalidation still works
