@@ -14,7 +14,7 @@ from flask import Flask
 
 from lockgate import Versioning
 from lockgate.caching import invalidate
-from lockgate.fleet.database import database_url
+from lockgate.fleet.database import database_url, normalize_url
 from lockgate.health import Health
 from lockgate.runtime import Runtime
 
@@ -44,7 +44,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     if config:
         app.config.from_mapping(config)
-    url = app.config["DATABASE_URL"] or database_url("users")
+    url = normalize_url(app.config["DATABASE_URL"] or database_url("users"))
 
     store = UserStore(make_engine(url), on_change=lambda: invalidate("users"))
     app.extensions["users.store"] = store

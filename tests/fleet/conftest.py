@@ -18,10 +18,12 @@ import httpx
 import pytest
 import sqlalchemy
 
+from lockgate.fleet.database import normalize_url
+
 ROOT = Path(__file__).resolve().parents[2]
 LOCKGATE = Path(sys.executable).parent / "lockgate"
-TEST_DATABASE_URL = os.environ.get(
-    "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+TEST_DATABASE_URL = normalize_url(
+    os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 )
 
 

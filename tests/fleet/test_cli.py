@@ -6,11 +6,12 @@ import json
 import os
 import sqlite3
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from openapi_spec_validator import validate
 
-from .conftest import LOCKGATE, ROOT
+from .conftest import LOCKGATE, ROOT, Fleet
 
 
 def lockgate(
@@ -65,3 +66,25 @@ def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:
     assert revision == ("0001",)
     again = lockgate(tmp_path, "db", "upgrade")
     assert again.returncode == 0, again.stderr
+
+
+def test_usage_reports_clients_of_deprecated_versions(
+    tmp_path: Path, start_fleet: Callable[..., Fleet]
+) -> None:
+    fleet = start_fleet()
+    for agent, calls in (("legacy-billing/2.1", 3), ("curl/8.5.0", 1)):
+        for _ in range(calls):
+            assert fleet.http.get("/api/v1/users", headers={"User-Agent": agent}).status_code == 200
+    fleet.http.get("/api/v2/users", headers={"User-Agent": "modern/1"})
+    result = lockgate(tmp_path, "usage", "--url", fleet.base)
+    assert result.returncode == 0, result.stderr
+    rows = [
+        [cell.strip() for cell in line.split("│")[1:-1]]
+        for line in result.stdout.splitlines()
+        if "│" in line
+    ]
+    body = {(row[0], row[1], row[2]): int(row[3]) for row in rows if row and row[0] == "users"}
+    assert body == {("users", "1", "legacy-billing"): 3, ("users", "1", "curl"): 1}
+    down = lockgate(tmp_path, "usage", "--url", "http://127.0.0.1:9")
+    assert down.returncode != 0
+    assert "cannot read" in down.stderr

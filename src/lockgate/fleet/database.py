@@ -12,7 +12,14 @@ from pathlib import Path
 
 from .manifest import Fleet, Service
 
-__all__ = ["DATA_DIR_ENV", "data_dir", "database_url", "upgrade", "upgrade_fleet"]
+__all__ = [
+    "DATA_DIR_ENV",
+    "data_dir",
+    "database_url",
+    "normalize_url",
+    "upgrade",
+    "upgrade_fleet",
+]
 
 DATA_DIR_ENV = "LOCKGATE_DATA_DIR"
 
@@ -24,9 +31,18 @@ def data_dir() -> Path:
     return folder
 
 
+def normalize_url(url: str) -> str:
+    """``postgres://`` and ``postgresql://`` mean psycopg 3, the driver we ship."""
+    for scheme in ("postgres://", "postgresql://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
+
+
 def database_url(service: str) -> str:
     """``$DATABASE_URL``, else a SQLite file named after the service."""
-    return os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir() / service}.db"
+    url = os.environ.get("DATABASE_URL")
+    return normalize_url(url) if url else f"sqlite:///{data_dir() / service}.db"
 
 
 def upgrade(migrations: Path, url: str) -> None:
@@ -37,7 +53,7 @@ def upgrade(migrations: Path, url: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(migrations))
     # configparser treats % as interpolation; URLs may hold %-escapes.
-    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    config.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
     command.upgrade(config, "head")
 
 
