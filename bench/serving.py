@@ -220,7 +220,7 @@ def write(path: Path, table: str, args: argparse.Namespace) -> None:
         f"{marker}\n\nCommand: `make bench` (`python bench/serving.py --seconds {args.seconds} "
         f"--connections {args.connections}`), wrk -t2 -c{args.connections} on 127.0.0.1, "
         f"the fleet on SQLite with Redis for limits and cache, {os.cpu_count()} cores shared "
-        f"by wrk and the server, measured {datetime.now(UTC):%Y-%m-%d}.\n\n{table}\n"
+        f"by wrk and the server, measured {datetime.now(UTC):%Y-%m-%d}.\n\n{table}\n\n"
     )
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     if marker in text:

@@ -147,7 +147,7 @@ def write(path: Path, table: str, args: argparse.Namespace) -> None:
         f"Command: `make bench` (`python bench/versioning.py --requests {args.requests} "
         f"--rounds {args.rounds}`), best and median of {args.rounds} interleaved rounds, "
         f"Python {platform.python_version()} on {platform.machine()}, "
-        f"measured {datetime.now(UTC):%Y-%m-%d}.\n\n{table}\n"
+        f"measured {datetime.now(UTC):%Y-%m-%d}.\n\n{table}\n\n"
     )
     marker = "## Versioning overhead (in-process WSGI)"
     text = path.read_text() if path.exists() else "# Benchmarks\n\n"

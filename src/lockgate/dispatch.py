@@ -26,7 +26,7 @@ from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from .errors import ApiVersionBrownout, ApiVersionError, ApiVersionSunset, UnsupportedApiVersion
-from .lifecycle import lifecycle_links, sunset_value
+from .lifecycle import sunset_value
 from .negotiation import negotiate
 from .problems import handle_http_exception
 from .readers import Found, split_url_version
@@ -205,9 +205,13 @@ def add_version_headers(
     if lifecycle:
         headers.extend(lifecycle)
     if version.deprecated is not None or version.sunset is not None:
-        links = lifecycle_links(version, successor_url(state, version, found.rest, environ))
-        if links:
-            _merge(headers, "Link", ", ".join(links))
+        successor = successor_url(state, version, found.rest, environ)
+        policy = state.policy_link(version)
+        if successor is not None:
+            link = f'<{successor}>; rel="successor-version"'
+            _merge(headers, "Link", f"{policy}, {link}" if policy else link)
+        elif policy:
+            _merge(headers, "Link", policy)
 
 
 def _merge(headers: list[tuple[str, str]], name: str, value: str) -> None:
@@ -224,19 +228,20 @@ def successor_url(
     state: VersioningState, version: Version, rest: str, environ: WSGIEnvironment
 ) -> str | None:
     """The same route in the successor version, when the successor has it."""
-    if version.successor is None:
+    prefixes = state.successor_prefixes(version)
+    if prefixes is None:
         return None
-    successor = state.bundle.get(version.successor)
-    if successor is None:
-        return None
-    target = f"{state.prefix}/v{successor.label.text}{rest}"
+    own, target = prefixes
     rule = request.url_rule
-    own = f"{state.prefix}/v{version.label}"
     if rule is not None and rule.rule.startswith(own) and state.routes is not None:
-        has_route = rule.rule[len(own) :] in state.routes.templates[successor.label]
-    else:
-        has_route = _route_exists(state, environ, target)
-    return target if has_route else None
+        has_route = state.successor_rules.get(rule.rule)
+        if has_route is None:
+            assert version.successor is not None
+            has_route = rule.rule[len(own) :] in state.routes.templates[version.successor]
+            state.successor_rules[rule.rule] = has_route
+    else:  # no versioned rule matched (a refused or unknown route): ask the URL map
+        has_route = _route_exists(state, environ, target + rest)
+    return target + rest if has_route else None
 
 
 def versions_with_route(state: VersioningState, rest: str, *, exclude: Version) -> list[str]:

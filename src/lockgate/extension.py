@@ -207,6 +207,7 @@ class Versioning:
             state.blueprint_versions[name] = label
             state.blueprint_names[(blueprint.name, label)] = name
         state.routes = None
+        state.successor_rules.clear()
 
     def neutral(self, view: T) -> T:
         """Mark a view function or a blueprint as version-neutral.

@@ -13,7 +13,7 @@ from werkzeug.routing import Map, Rule
 
 from .bundle import Snapshot, VersionBundle
 from .errors import ApiVersionError
-from .lifecycle import deprecation_value, sunset_value
+from .lifecycle import deprecation_value, lifecycle_links, sunset_value
 from .negotiation import Negotiated
 from .readers import Reader
 from .versions import Label, Version
@@ -106,6 +106,33 @@ class VersioningState:
                 headers.append(("Sunset", sunset_value(version.sunset)))
             self._lifecycle[version.label] = headers
         return headers
+
+    #: Version -> (its own path prefix, its successor's), or ``None``.
+    _successors: dict[Label, tuple[str, str] | None] = field(default_factory=dict)
+    #: Versioned rule -> whether the successor version has the same route.
+    successor_rules: dict[str, bool] = field(default_factory=dict)
+
+    def successor_prefixes(self, version: Version) -> tuple[str, str] | None:
+        try:
+            return self._successors[version.label]
+        except KeyError:
+            found = None
+            successor = None if version.successor is None else self.bundle.get(version.successor)
+            if successor is not None:
+                found = (f"{self.prefix}/v{version.label}", f"{self.prefix}/v{successor.label}")
+            self._successors[version.label] = found
+            return found
+
+    _policies: dict[Label, str | None] = field(default_factory=dict)
+
+    def policy_link(self, version: Version) -> str | None:
+        """The ``Link`` value of the deprecation policy (RFC 9745)."""
+        try:
+            return self._policies[version.label]
+        except KeyError:
+            links = lifecycle_links(version, None)
+            found = self._policies[version.label] = links[0] if links else None
+            return found
 
     def route_index(self, app: Flask) -> RouteIndex:
         if self.routes is None:
