@@ -77,14 +77,14 @@ class RateLimits:
 
         Reads ``REDIS_URL`` (none: in-process counters), ``LOCKGATE_SERVICE``
         (key namespace, default the app name), ``LOCKGATE_RATE_LIMIT``
-        (``"1000/minute"``; empty turns limits off), ``LOCKGATE_RATE_LIMIT_DEPRECATED``
-        (``"500/minute"``), ``LOCKGATE_RATE_LIMIT_VERSIONS`` (``{}``).
+        (``"6000/minute"``; empty turns limits off), ``LOCKGATE_RATE_LIMIT_DEPRECATED``
+        (``"3000/minute"``), ``LOCKGATE_RATE_LIMIT_VERSIONS`` (``{}``).
         """
         if "lockgate.ratelimit" in app.extensions:
             raise RuntimeError("lockgate.RateLimits is already registered on this app")
         config = app.config
-        config.setdefault("LOCKGATE_RATE_LIMIT", "1000/minute")
-        config.setdefault("LOCKGATE_RATE_LIMIT_DEPRECATED", "500/minute")
+        config.setdefault("LOCKGATE_RATE_LIMIT", "6000/minute")
+        config.setdefault("LOCKGATE_RATE_LIMIT_DEPRECATED", "3000/minute")
         config.setdefault("LOCKGATE_RATE_LIMIT_VERSIONS", {})
         service = config.get("LOCKGATE_SERVICE") or app.name
         count = (
