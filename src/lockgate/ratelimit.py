@@ -78,13 +78,13 @@ class RateLimits:
         Reads ``REDIS_URL`` (none: in-process counters), ``LOCKGATE_SERVICE``
         (key namespace, default the app name), ``LOCKGATE_RATE_LIMIT``
         (``"6000/minute"``; empty turns limits off), ``LOCKGATE_RATE_LIMIT_DEPRECATED``
-        (``"3000/minute"``), ``LOCKGATE_RATE_LIMIT_VERSIONS`` (``{}``).
+        (half of ``LOCKGATE_RATE_LIMIT``, same window), ``LOCKGATE_RATE_LIMIT_VERSIONS``
+        (``{}``).
         """
         if "lockgate.ratelimit" in app.extensions:
             raise RuntimeError("lockgate.RateLimits is already registered on this app")
         config = app.config
         config.setdefault("LOCKGATE_RATE_LIMIT", "6000/minute")
-        config.setdefault("LOCKGATE_RATE_LIMIT_DEPRECATED", "3000/minute")
         config.setdefault("LOCKGATE_RATE_LIMIT_VERSIONS", {})
         service = config.get("LOCKGATE_SERVICE") or app.name
         count = (
@@ -95,8 +95,12 @@ class RateLimits:
         app.extensions["lockgate.ratelimit"] = _LimitState(
             count=count,
             service=service,
-            default=_item(config["LOCKGATE_RATE_LIMIT"]),
-            deprecated=_item(config["LOCKGATE_RATE_LIMIT_DEPRECATED"]),
+            default=(default := _item(config["LOCKGATE_RATE_LIMIT"])),
+            deprecated=(
+                _item(config["LOCKGATE_RATE_LIMIT_DEPRECATED"])
+                if "LOCKGATE_RATE_LIMIT_DEPRECATED" in config
+                else _half(default)
+            ),
             versions={k: parse(v) for k, v in config["LOCKGATE_RATE_LIMIT_VERSIONS"].items()},
         )
         app.before_request(_check)
@@ -137,6 +141,13 @@ def _memory_counter() -> Callable[[RateLimitItem, str], tuple[int, int]]:
         return found, max(0, math.ceil(storage.get_expiry(full) - time.time()))
 
     return count
+
+
+def _half(item: RateLimitItem | None) -> RateLimitItem | None:
+    """The default for deprecated versions: half the normal budget, same window."""
+    if item is None:
+        return None
+    return type(item)(max(1, item.amount // 2), item.multiples)
 
 
 def _item(value: str | None) -> RateLimitItem | None:

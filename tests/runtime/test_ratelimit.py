@@ -102,3 +102,9 @@ def test_every_limiter_key_has_a_ttl(make_app: Callable[..., Flask], redis_url: 
     assert len(keys) >= 3
     assert all(0 < store.ttl(key) <= 60 for key in keys)
     store.close()
+
+
+def test_deprecated_default_is_half_the_normal_limit(make_app: Callable[..., Flask]) -> None:
+    client = make_app(LOCKGATE_RATE_LIMIT="10/minute").test_client()
+    assert client.get("/api/v1/things").headers["RateLimit-Limit"] == "5"
+    assert client.get("/api/v2/things").headers["RateLimit-Limit"] == "10"
