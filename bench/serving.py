@@ -25,6 +25,9 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).parent))
+from report import write_section
+
 ROOT = Path(__file__).resolve().parent.parent
 LOCKGATE = Path(sys.executable).parent / "lockgate"
 HIGH = "100000000/minute"  # limits on, never reached
@@ -215,21 +218,14 @@ def main() -> int:
 
 
 def write(path: Path, table: str, args: argparse.Namespace) -> None:
-    marker = "## Serving (wrk on loopback)"
-    section = (
-        f"{marker}\n\nCommand: `make bench` (`python bench/serving.py --seconds {args.seconds} "
+    write_section(
+        path,
+        "## Serving (wrk on loopback)",
+        f"Command: `make bench` (`python bench/serving.py --seconds {args.seconds} "
         f"--connections {args.connections}`), wrk -t2 -c{args.connections} on 127.0.0.1, "
         f"the fleet on SQLite with Redis for limits and cache, {os.cpu_count()} cores shared "
-        f"by wrk and the server, measured {datetime.now(UTC):%Y-%m-%d}.\n\n{table}\n\n"
+        f"by wrk and the server, measured {datetime.now(UTC):%Y-%m-%d}.\n\n{table}",
     )
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if marker in text:
-        start = text.index(marker)
-        end = text.find("\n## ", start + len(marker))
-        text = text[:start] + section + (text[end + 1 :] if end != -1 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,9 @@ from werkzeug.test import EnvironBuilder
 
 from lockgate import Version, Versioning
 
+sys.path.insert(0, str(Path(__file__).parent))
+from report import write_section
+
 TARGET_US = 8.0
 BODY = {"id": 1, "name": "Ada Lovelace", "email": "ada@example.com"}
 
@@ -142,23 +145,14 @@ def main() -> int:
 
 
 def write(path: Path, table: str, args: argparse.Namespace) -> None:
-    section = (
-        "## Versioning overhead (in-process WSGI)\n\n"
+    write_section(
+        path,
+        "## Versioning overhead (in-process WSGI)",
         f"Command: `make bench` (`python bench/versioning.py --requests {args.requests} "
         f"--rounds {args.rounds}`), best and median of {args.rounds} interleaved rounds, "
         f"Python {platform.python_version()} on {platform.machine()}, "
-        f"measured {datetime.now(UTC):%Y-%m-%d}.\n\n{table}\n\n"
+        f"measured {datetime.now(UTC):%Y-%m-%d}.\n\n{table}",
     )
-    marker = "## Versioning overhead (in-process WSGI)"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    if marker in text:
-        start = text.index(marker)
-        end = text.find("\n## ", start + len(marker))
-        text = text[:start] + section + (text[end + 1 :] if end != -1 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
 
 
 if __name__ == "__main__":

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, TypeVar
 
-from flask import current_app, request
+from flask import Response, current_app, jsonify, request
 from pydantic import AfterValidator, BaseModel, StringConstraints, ValidationError
 
 from lockgate import Problem
+from lockgate.state import get_state
 
 from .domain import DuplicateEmail, User
 from .store import UserStore
@@ -43,6 +44,38 @@ def duplicate(error: DuplicateEmail) -> Problem:
     return Problem(
         409, f"a user with the email {error.args[0]!r} already exists", code="DuplicateEmail"
     )
+
+
+def create(first_name: str, last_name: str, email: str) -> User:
+    """Create a user; 409 when the email is taken."""
+    try:
+        return store().create(first_name, last_name, email)
+    except DuplicateEmail as error:
+        raise duplicate(error) from None
+
+
+def update(user_id: int, changes: dict[str, str]) -> User:
+    """Apply ``changes``; 404 for an unknown id, 409 when the email is taken."""
+    try:
+        user = store().update(user_id, changes)
+    except DuplicateEmail as error:
+        raise duplicate(error) from None
+    if user is None:
+        raise not_found(user_id)
+    return user
+
+
+def remove(user_id: int) -> tuple[str, int]:
+    """Delete a user: 204, or 404 for an unknown id."""
+    if not store().delete(user_id):
+        raise not_found(user_id)
+    return "", 204
+
+
+def created(body: dict[str, Any], user: User) -> tuple[Response, int, dict[str, str]]:
+    """201 with the new user's URL in the scheme the client used."""
+    location = get_state().versioning.url_for("users.get_user", user_id=user.id)
+    return jsonify(body), 201, {"Location": location}
 
 
 def existing(user_id: int) -> User:

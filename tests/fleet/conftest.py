@@ -45,6 +45,33 @@ class Fleet:
         self.http = httpx.Client(base_url=base, timeout=10)
 
 
+def wait_until_up(process: subprocess.Popen[str], base: str, log: Path) -> None:
+    """Wait for ``base``/healthz to answer 200; fail with the server's output if it dies."""
+    deadline = time.monotonic() + 30
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{base}/healthz did not answer within 30 s")
+        time.sleep(0.1)
+
+
+def stop(process: subprocess.Popen[str], timeout: float = 20) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout``."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 @contextmanager
 def running_fleet(tmp: Path, env: dict[str, str] | None = None) -> Iterator[Fleet]:
     port = free_port()
@@ -67,29 +94,11 @@ def running_fleet(tmp: Path, env: dict[str, str] | None = None) -> Iterator[Flee
     base = f"http://127.0.0.1:{port}"
     fleet = Fleet(process, base, tmp / "lockgate-run.log")
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                output = fleet.log.read_text()
-                raise AssertionError(f"lockgate run exited {process.returncode}:\n{output}")
-            try:
-                if fleet.http.get("/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("lockgate run did not answer /healthz within 30 s")
-            time.sleep(0.1)
+        wait_until_up(process, base, fleet.log)
         yield fleet
     finally:
         fleet.http.close()
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process)
         log.close()
 
 

@@ -21,7 +21,7 @@ import httpx
 import pytest
 import redis
 
-from ..fleet.conftest import free_port
+from ..fleet.conftest import free_port, stop, wait_until_up
 
 LOCKGATE = Path(sys.executable).parent / "lockgate"
 MANIFEST = Path(__file__).parent / "servefleet" / "fleet.toml"
@@ -63,25 +63,10 @@ def serving(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Iterato
     )
     served = Served(process, f"http://127.0.0.1:{port}", log_path)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, log_path.read_text()
-            try:
-                if httpx.get(f"{served.base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not start in 30 s"
-            time.sleep(0.1)
+        wait_until_up(process, served.base, log_path)
         yield served
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process)
         log.close()
 
 

@@ -10,10 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from lockgate import operation
 from lockgate.bodies import read_json
 from lockgate.caching import cached
-from lockgate.state import get_state
 
-from ..domain import DuplicateEmail, User, split_name
-from ..web import Email, duplicate, existing, not_found, query, reject_nulls, store
+from ..domain import User, split_name
+from ..web import Email, create, created, existing, query, reject_nulls, remove, store, update
 
 bp = Blueprint("users", __name__, url_prefix="/users")
 
@@ -69,12 +68,8 @@ def create_user() -> tuple[Response, int, dict[str, str]]:
     """Create a user; the name is split at its first space."""
     body = read_json(NewUserV1)
     first, last = split_name(body.name)
-    try:
-        user = store().create(first, last, body.email)
-    except DuplicateEmail as error:
-        raise duplicate(error) from None
-    location = get_state().versioning.url_for("users.get_user", user_id=user.id)
-    return jsonify(represent(user)), 201, {"Location": location}
+    user = create(first, last, body.email)
+    return created(represent(user), user)
 
 
 @bp.get("/<int:user_id>")
@@ -101,19 +96,11 @@ def update_user(user_id: int) -> Response:
         changes["first_name"], changes["last_name"] = split_name(fields["name"])
     if "email" in fields:
         changes["email"] = fields["email"]
-    try:
-        user = store().update(user_id, changes)
-    except DuplicateEmail as error:
-        raise duplicate(error) from None
-    if user is None:
-        raise not_found(user_id)
-    return jsonify(represent(user))
+    return jsonify(represent(update(user_id, changes)))
 
 
 @bp.delete("/<int:user_id>")
 @operation(responses={404: "No such user"})
 def delete_user(user_id: int) -> tuple[str, int]:
     """Delete a user."""
-    if not store().delete(user_id):
-        raise not_found(user_id)
-    return "", 204
+    return remove(user_id)

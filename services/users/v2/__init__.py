@@ -13,10 +13,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from lockgate import Problem, operation
 from lockgate.bodies import read_json
 from lockgate.caching import cached
-from lockgate.state import get_state
 
-from ..domain import DuplicateEmail, User, rfc3339
-from ..web import Email, LastName, Name, duplicate, existing, not_found, query, reject_nulls, store
+from ..domain import User, rfc3339
+from ..web import (
+    Email,
+    LastName,
+    Name,
+    create,
+    created,
+    existing,
+    query,
+    reject_nulls,
+    remove,
+    store,
+    update,
+)
 
 bp = Blueprint("users", __name__, url_prefix="/users")
 
@@ -115,12 +126,8 @@ def list_users() -> Response:
 def create_user() -> tuple[Response, int, dict[str, str]]:
     """Create a user."""
     body = read_json(NewUserV2)
-    try:
-        user = store().create(body.first_name, body.last_name, body.email)
-    except DuplicateEmail as error:
-        raise duplicate(error) from None
-    location = get_state().versioning.url_for("users.get_user", user_id=user.id)
-    return jsonify(represent(user)), 201, {"Location": location}
+    user = create(body.first_name, body.last_name, body.email)
+    return created(represent(user), user)
 
 
 @bp.get("/<int:user_id>")
@@ -142,19 +149,11 @@ def update_user(user_id: int) -> Response:
     body = read_json(UserPatchV2)
     changes = body.model_dump(exclude_unset=True)
     reject_nulls(changes)
-    try:
-        user = store().update(user_id, changes)
-    except DuplicateEmail as error:
-        raise duplicate(error) from None
-    if user is None:
-        raise not_found(user_id)
-    return jsonify(represent(user))
+    return jsonify(represent(update(user_id, changes)))
 
 
 @bp.delete("/<int:user_id>")
 @operation(responses={404: "No such user"})
 def delete_user(user_id: int) -> tuple[str, int]:
     """Delete a user."""
-    if not store().delete(user_id):
-        raise not_found(user_id)
-    return "", 204
+    return remove(user_id)
