@@ -194,13 +194,12 @@ def add_version_headers(
     if negotiated is None:
         return
     version = negotiated.version
-    retired = snapshot.statuses[version.label] is VersionStatus.RETIRED
-    if not retired:
-        headers.append(("API-Version", version.label.text))
-        if negotiated.media_type:
-            for index, (name, value) in enumerate(headers):
-                if name.lower() == "content-type" and value.startswith("application/json"):
-                    headers[index] = (name, negotiated.media_type.format(version.label.text))
+    # A retired version's 410 names it too: the answer is about that version.
+    headers.append(("API-Version", version.label.text))
+    if negotiated.media_type:  # JSON answers only: a problem stays problem+json
+        for index, (name, value) in enumerate(headers):
+            if name.lower() == "content-type" and value.startswith("application/json"):
+                headers[index] = (name, negotiated.media_type.format(version.label.text))
     lifecycle = state.lifecycle_headers(version)
     if lifecycle:
         headers.extend(lifecycle)
