@@ -98,7 +98,7 @@ class VersionBundle:
     def snapshot(self, now: datetime) -> Snapshot:
         """The lifecycle at ``now`` (cached until the next lifecycle instant)."""
         snap = self._snapshot
-        if snap is not None and snap.valid_at(now):
+        if snap is not None and snap.since <= now and (snap.until is None or now < snap.until):
             return snap
         snap = self._compute(now)
         self._snapshot = snap

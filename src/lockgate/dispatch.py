@@ -82,10 +82,12 @@ class VersionDispatcher:
         self, environ: WSGIEnvironment, path: str, state: VersioningState
     ) -> RequestVersion | None:
         routes = state.routes or state.route_index(self.app)
-        if path in routes.neutral_static or routes.is_neutral(path):
+        if path in routes.neutral_static or (
+            routes.neutral_dynamic is not None and routes.is_neutral(path)
+        ):
             return None
         # The path is read here rather than by UrlReader: the split is needed anyway.
-        split = split_url_version(path, state.prefix)
+        split = split_url_version(path, state.prefix) if path.startswith(state.versioned) else None
         rest = path[len(state.prefix) :] if split is None else split[1]
         unversioned = split is None
         now = state.clock()
@@ -102,7 +104,7 @@ class VersionDispatcher:
                 return _refused(environ, RequestVersion(None, error, unversioned, rest, snapshot))
             state.remember(key, negotiated, snapshot)
         version = negotiated.version
-        if version.brownouts or version.sunset:
+        if version.brownouts or version.sunset is not None:
             try:
                 refuse(version, snapshot.statuses[version.label], now)
             except ApiVersionError as error:

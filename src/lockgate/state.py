@@ -80,9 +80,12 @@ class VersioningState:
 
     #: Every environ key the readers look at.
     reader_keys: tuple[str, ...] = ()
+    #: ``<prefix>/v``: only paths starting so can name a version.
+    versioned: str = ""
 
     def __post_init__(self) -> None:
         self.reader_keys = tuple(key for reader in self.readers for key in reader.keys)
+        self.versioned = f"{self.prefix}/v"
 
     def remember(
         self, key: tuple[str | None, ...], negotiated: Negotiated, snapshot: Snapshot
