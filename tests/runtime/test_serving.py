@@ -25,6 +25,7 @@ from ..fleet.conftest import free_port, stop, wait_until_up
 
 LOCKGATE = Path(sys.executable).parent / "lockgate"
 MANIFEST = Path(__file__).parent / "servefleet" / "fleet.toml"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Served:
@@ -35,7 +36,9 @@ class Served:
 
 
 @contextmanager
-def serving(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Served]:
+def serving(
+    tmp: Path, *args: str, env: dict[str, str] | None = None, manifest: Path = MANIFEST
+) -> Iterator[Served]:
     port = free_port()
     tmp.mkdir(parents=True, exist_ok=True)
     log_path = tmp / f"serve-{port}.log"
@@ -47,7 +50,7 @@ def serving(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Iterato
             str(LOCKGATE),
             "serve",
             "--manifest",
-            str(MANIFEST),
+            str(manifest),
             "--bind",
             f"127.0.0.1:{port}",
             "--drain-delay",
@@ -74,8 +77,8 @@ def serving(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Iterato
 def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
     with ExitStack() as stack:
 
-        def start(*args: str, env: dict[str, str] | None = None) -> Served:
-            return stack.enter_context(serving(tmp_path, *args, env=env))
+        def start(*args: str, env: dict[str, str] | None = None, **kw: Path) -> Served:
+            return stack.enter_context(serving(tmp_path, *args, env=env, **kw))
 
         yield start
 
@@ -227,3 +230,26 @@ def test_granian_serves_the_fleet(serve: Callable[..., Served], redis_url: str) 
     assert response.status_code == 200
     assert response.headers["api-version"] == "1"
     assert httpx.get(f"{served.base}/readyz", timeout=10).status_code == 200
+
+
+@pytest.mark.server
+def test_a_read_after_a_write_is_fresh_on_every_worker(
+    serve: Callable[..., Served], redis_url: str
+) -> None:
+    """The users fleet on 4 workers sharing a Redis cache: no worker serves stale data."""
+    served = serve("--workers", "4", env={"REDIS_URL": redis_url}, manifest=ROOT / "fleet.toml")
+    with httpx.Client(base_url=served.base, timeout=10) as client:
+        body = {"first_name": "Cache", "last_name": "Test", "email": "cache@example.com"}
+        user = client.post("/api/v2/users", json=body).json()
+        url = f"/api/v2/users/{user['id']}"
+        for round_ in range(25):
+            for _ in range(4):  # warm every worker's view of the cached read
+                assert client.get(url).status_code == 200
+                client.get("/api/v1/users")
+            name = f"Name{round_}"
+            assert client.patch(url, json={"last_name": name}).status_code == 200
+            assert client.get(url).json()["last_name"] == name
+            listed = {u["id"]: u["name"] for u in client.get("/api/v1/users").json()}
+            assert listed[user["id"]] == f"Cache {name}"
+        hits = [client.get(url).headers.get("x-cache") for _ in range(8)]
+        assert "hit" in hits  # the cache is in use, not bypassed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -51,6 +52,8 @@ def run(host: str, port: int, manifest: str) -> None:
         app = create_fleet_app(manifest)
     except ConfigurationError as error:
         _fail(error)
+    # The services log every request as a JSON line; Werkzeug's own line would repeat it.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = make_server(host, port, app, threaded=True)
     base = f"http://{host}:{server.port}"
     click.echo(f"lockgate fleet {fleet.name!r}: {', '.join(s.name for s in fleet.services)}")
