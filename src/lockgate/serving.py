@@ -106,15 +106,21 @@ def serve(options: ServeOptions) -> int:
     """Serve until SIGTERM or SIGINT; returns the exit status."""
     check_options(options)
     run_dir = _prepare(options)
+    owner = os.getpid()
     try:
         if options.server == "gunicorn":
-            return _serve_gunicorn(options)
+            return _serve_gunicorn(options, run_dir)
         return _serve_granian(options)
     finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        # Gunicorn forks its workers inside this call, and a worker leaves by
+        # raising SystemExit through here: only the master may remove the run
+        # directory, or the first worker to exit would end the drain and wipe
+        # the other workers' metrics.
+        if os.getpid() == owner:
+            shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _serve_gunicorn(options: ServeOptions) -> int:
+def _serve_gunicorn(options: ServeOptions, run_dir: Path) -> int:
     from gunicorn.app.base import BaseApplication
     from gunicorn.arbiter import Arbiter
 
@@ -145,6 +151,9 @@ def _serve_gunicorn(options: ServeOptions) -> int:
                 "child_exit": child_exit,
                 "accesslog": None,
                 "proc_name": "lockgate",
+                # One control socket per server: the default, ~/.gunicorn/gunicorn.ctl,
+                # is shared by every gunicorn of the user and the last one started wins.
+                "control_socket": str(run_dir / "gunicorn.ctl"),
             }
             for key, value in settings.items():
                 self.cfg.set(key, value)

@@ -139,10 +139,15 @@ def test_sigterm_drains_in_flight_requests(serve: Callable[..., Served], redis_u
     time.sleep(0.7)  # all 20 are in flight
     stopped_at = time.monotonic()
     served.process.send_signal(signal.SIGTERM)
-    time.sleep(0.2)
+    # "At once": readiness drops while the 2-second requests are still in flight.
+    deadline = time.monotonic() + 1.2
     ready = httpx.get(f"{served.base}/readyz", timeout=5)
-    assert ready.status_code == 503
+    while ready.status_code != 503 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        ready = httpx.get(f"{served.base}/readyz", timeout=5)
+    assert ready.status_code == 503, served.log.read_text()
     assert "draining" in ready.json()["failing"]
+    assert worker.is_alive()
     worker.join(timeout=60)
     assert results.count(200) == 20, results
     assert served.process.wait(timeout=20) == 0
