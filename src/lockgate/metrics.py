@@ -12,7 +12,7 @@ import time
 
 from flask import Flask, Response, current_app, g, request
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
+    CONTENT_TYPE_PLAIN_0_0_4,
     CollectorRegistry,
     Counter,
     Histogram,
@@ -98,7 +98,8 @@ def metrics_view() -> Response:
         data = generate_latest(registry)
     else:
         data = generate_latest()
-    return Response(data, mimetype=CONTENT_TYPE_LATEST.split(";")[0])
+    # generate_latest writes the 0.0.4 text format; say so, as Prometheus expects.
+    return Response(data, content_type=CONTENT_TYPE_PLAIN_0_0_4)
 
 
 setattr(metrics_view, NEUTRAL_ATTR, True)

@@ -99,6 +99,12 @@ def _prepare(options: ServeOptions) -> Path:
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    # prometheus_client picks its value class when first imported, which the
+    # fleet's services may already have done: pick again, so the metrics the
+    # workers create are written to the shared directory.
+    values = sys.modules.get("prometheus_client.values")
+    if values is not None:
+        values.ValueClass = values.get_value_class()
     return run_dir
 
 

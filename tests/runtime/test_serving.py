@@ -168,6 +168,27 @@ def test_metrics_are_summed_across_workers(
         assert sum(float(value) for value in pattern.findall(text)) == 40
 
 
+@pytest.mark.server
+def test_reference_fleet_metrics_are_summed_across_workers(
+    serve: Callable[..., Served], redis_url: str
+) -> None:
+    """The real fleet imports prometheus_client before the server sets its directory up."""
+    served = serve("--workers", "2", env={"REDIS_URL": redis_url}, manifest=ROOT / "fleet.toml")
+    statuses = concurrently(
+        30, lambda _: httpx.get(f"{served.base}/api/v1/users", timeout=30).status_code
+    )
+    assert statuses == [200] * 30
+    pattern = re.compile(
+        r'^http_requests_total\{[^}]*route="/api/v1/users"[^}]*status="200"[^}]*\} (\S+)$', re.M
+    )
+    deprecated = re.compile(r'^api_deprecated_requests_total\{[^}]*version="1"[^}]*\} (\S+)$', re.M)
+    for _ in range(4):  # whichever worker answers, the sum is the same
+        response = httpx.get(f"{served.base}/metrics", timeout=10)
+        assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+        assert sum(float(value) for value in pattern.findall(response.text)) == 30
+        assert sum(float(value) for value in deprecated.findall(response.text)) == 30
+
+
 def test_several_workers_need_redis(tmp_path: Path) -> None:
     environment = {**os.environ, "LOCKGATE_DATA_DIR": str(tmp_path)}
     environment.pop("REDIS_URL", None)
