@@ -14,6 +14,10 @@ def test_versions_table(app: Flask) -> None:
     assert any("1" in line and "deprecated" in line and "2027-06-30" in line for line in lines)
     assert any("0" in line and "retired" in line for line in lines)
     assert any("3" in line and "preview" in line for line in lines)
+    # Not a terminal: nothing is folded, whatever the width.
+    assert "2027-06-30T23:59:59Z" in result.output
+    assert "/api/v1/openapi.json" in result.output
+    assert "https://example.com/deprecations/v1" in result.output
 
 
 def test_openapi_for_a_version(app: Flask) -> None:

@@ -28,6 +28,11 @@ def make(versions: list[Version], **options: Any) -> Flask:
             {},
             "successor 0 is retired",
         ),
+        (
+            [Version("1", sunset="2030-01-01", successor="2"), Version("2", sunset="2029-01-01")],
+            {},
+            "successor 2 is retired before it",
+        ),
         ([Version("1"), Version("2", status="preview")], {"default": "2"}, "preview"),
         ([Version("1", sunset="2020-01-01"), Version("2")], {"default": "1"}, "retired"),
         ([Version("1")], {"default": "7"}, "not a declared version"),
@@ -75,6 +80,46 @@ def test_init_app_later_and_config_keys() -> None:
     assert "X-Api-Version" in response.headers["Vary"]
     assert client.get("/svc/v2/things").status_code == 200
     assert client.get("/api/v2/things").status_code == 404
+
+
+def test_init_app_takes_every_setting_of_the_constructor() -> None:
+    versioning = Versioning()
+    bp = Blueprint("things", __name__)
+
+    @bp.get("/things")
+    def things() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    versioning.register_blueprint(bp, versions=("1", "2"))
+    app = Flask("t")
+    versioning.init_app(
+        app,
+        versions=[Version("1", deprecated="2026-01-01", successor="2"), Version("2")],
+        vendor="myapp",
+        default=None,
+        readers=("url", "media_type", "query"),
+        header="X-Api-Version",
+        query="v",
+        prefix="/svc",
+        clock=Clock(NOW),
+    )
+    client = app.test_client()
+    assert client.get("/svc/things").get_json()["code"] == "ApiVersionUnspecified"
+    assert client.get("/svc/things?v=1").headers["API-Version"] == "1"
+    by_media_type = client.get("/svc/things", headers={"Accept": "application/vnd.myapp.v1+json"})
+    assert by_media_type.headers["Content-Type"] == "application/vnd.myapp.v1+json"
+    # The header reader is off: the header alone names no version.
+    unread = client.get("/svc/things", headers={"X-Api-Version": "1"})
+    assert unread.status_code == 400
+
+
+def test_init_app_settings_win_over_the_constructors() -> None:
+    versioning = Versioning(versions=[Version("1")], prefix="/one")
+    app = Flask("t")
+    versioning.init_app(app, prefix="/two", versions=[Version("3")])
+    state = app.extensions["lockgate"]
+    assert state.prefix == "/two"
+    assert [v.label.text for v in state.bundle.versions] == ["3"]
 
 
 def test_constructor_arguments_win_over_config() -> None:

@@ -69,6 +69,10 @@ def test_naive_datetime_is_refused() -> None:
         ({"deprecated": "2027-01-01", "sunset": "2026-01-01"}, "precedes"),
         ({"sunset": "next week"}, "ISO 8601"),
         ({"brownouts": [("2027-01-02T00:00:00Z", "2027-01-01T00:00:00Z")]}, "end after"),
+        (
+            {"sunset": "2030-01-01", "brownouts": [("2029-12-31", "2030-01-02")]},
+            "runs past the sunset",
+        ),
         ({"status": "retired"}, "preview"),
         ({"successor": "two"}, "successor"),
     ],

@@ -78,6 +78,14 @@ class VersionBundle:
                 )
             if successor is version:
                 raise ConfigurationError(f"version {version.label} cannot succeed itself")
+            if successor.sunset is not None and (
+                version.sunset is None or successor.sunset < version.sunset
+            ):
+                raise ConfigurationError(
+                    f"version {version.label}: successor {successor.label} is retired "
+                    f"before it (sunset {successor.sunset.isoformat()}); clients would be "
+                    "sent to a version that is gone"
+                )
             if successor.status(now) is VersionStatus.RETIRED:
                 raise ConfigurationError(
                     f"version {version.label}: successor {successor.label} is retired"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 from flask import current_app
@@ -14,16 +15,25 @@ from .openapi import build_openapi, catalog_entry
 from .state import VersioningState, get_state
 from .versions import Label
 
-__all__ = ["api_cli", "openapi_json", "versions_table"]
+__all__ = ["api_cli", "openapi_json", "table_console", "versions_table"]
 
 api_cli = AppGroup("api", help="API versions and their OpenAPI documents.")
+
+
+def table_console() -> Console:
+    """A console for tables: to a pipe or a file, as wide as the rows need.
+
+    Rich assumes 80 columns when stdout is not a terminal and would fold the
+    dates and URLs, which scripts grep for.
+    """
+    return Console(width=None if sys.stdout.isatty() else 10_000)
 
 
 def versions_table(state: VersioningState, title: str | None = None) -> Table:
     """The catalog as a rich table."""
     now = state.clock()
     table = Table(title=title)
-    columns = ("version", "status", "deprecated", "sunset", "successor", "openapi")
+    columns = ("version", "status", "deprecated", "sunset", "successor", "policy", "openapi")
     for column in columns:
         table.add_column(column, overflow="fold")
     for version in state.bundle.versions:
@@ -48,7 +58,7 @@ def openapi_json(state: VersioningState, raw_label: str) -> str:
 @api_cli.command("versions")
 def versions_command() -> None:
     """Print the version catalog as a table."""
-    Console().print(versions_table(get_state()))
+    table_console().print(versions_table(get_state()))
 
 
 @api_cli.command("openapi")

@@ -109,6 +109,12 @@ class Versioning:
         app: Flask,
         *,
         versions: Iterable[Version] | None = None,
+        vendor: str | None = _UNSET,
+        default: str | None = _UNSET,
+        readers: Sequence[str] = _UNSET,
+        header: str = _UNSET,
+        query: str = _UNSET,
+        prefix: str = _UNSET,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         """Set versioning up on ``app``.
@@ -121,8 +127,8 @@ class Versioning:
         ``LOCKGATE_TITLE`` (OpenAPI title, default the app name) and
         ``LOCKGATE_DOCS_URL`` (``"/docs"``; ``None`` turns the page off).
 
-        :param versions: versions for this app only (overrides the constructor's).
-        :param clock: a clock for this app only.
+        Every keyword of the constructor is accepted here too, for this app
+        only, and wins over the constructor's.
         :raises ConfigurationError: invalid versions or settings.
         :raises RuntimeError: the extension is already registered on ``app``.
         """
@@ -132,6 +138,18 @@ class Versioning:
             app.config.setdefault(key, value)
         options = {name: app.config[key] for name, key in _OPTIONS.items()}
         options.update(self.options)
+        options.update(
+            (name, value)
+            for name, value in {
+                "vendor": vendor,
+                "default": default,
+                "readers": readers,
+                "header": header,
+                "query": query,
+                "prefix": prefix,
+            }.items()
+            if value is not _UNSET
+        )
         chosen = tuple(versions) if versions is not None else self.versions
         if not chosen:
             raise ConfigurationError("Versioning needs versions=[Version(...), ...]")

@@ -102,9 +102,9 @@ def _prepare(options: ServeOptions) -> Path:
     # prometheus_client picks its value class when first imported, which the
     # fleet's services may already have done: pick again, so the metrics the
     # workers create are written to the shared directory.
-    values = sys.modules.get("prometheus_client.values")
-    if values is not None:
-        values.ValueClass = values.get_value_class()
+    from prometheus_client import values
+
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
     return run_dir
 
 

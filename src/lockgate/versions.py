@@ -197,6 +197,12 @@ class Version:
         set_(self, "preview", status == "preview")
         if self.deprecated and self.sunset and self.sunset < self.deprecated:
             raise ConfigurationError(f"{name}: sunset {sunset} precedes deprecation {deprecated}")
+        for _start, end in self.brownouts:
+            # A brownout rehearses the sunset: after it, the version is gone anyway.
+            if self.sunset is not None and end > self.sunset:
+                raise ConfigurationError(
+                    f"{name}: brownout ending {end.isoformat()} runs past the sunset {sunset}"
+                )
 
     def status(self, now: datetime) -> VersionStatus:
         """The status at ``now``."""

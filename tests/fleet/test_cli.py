@@ -17,7 +17,8 @@ from .conftest import LOCKGATE, ROOT, Fleet
 def lockgate(
     tmp_path: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "LOCKGATE_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
+    environment = {**os.environ, "LOCKGATE_DATA_DIR": str(tmp_path / "data")}
+    environment.pop("COLUMNS", None)  # a pipe: tables must not fold at rich's default 80
     return subprocess.run(
         [str(LOCKGATE), *args],
         cwd=ROOT,
@@ -38,6 +39,18 @@ def test_versions_table(tmp_path: Path) -> None:
     assert by_version["1"][1] == "deprecated"
     assert by_version["1"][3] == "2027-06-30T23:59:59Z"
     assert by_version["2"][1] == "current"
+    assert by_version["1"][5] == "/docs/migrations/v1-to-v2"
+    assert by_version["1"][6] == "/api/v1/openapi.json"
+
+
+def test_commands_refuse_a_lifecycle_file_naming_an_unknown_service(tmp_path: Path) -> None:
+    lifecycle = tmp_path / "lifecycle.toml"
+    lifecycle.write_text('[orders.1]\nsunset = "2030-01-01T00:00:00Z"\n')
+    for command in (("versions",), ("openapi", "--service", "users", "--version", "1")):
+        result = lockgate(tmp_path, *command, env={"LOCKGATE_LIFECYCLE_FILE": str(lifecycle)})
+        assert result.returncode != 0
+        assert "[orders.1]" in result.stderr
+        assert "unknown service 'orders'" in result.stderr
 
 
 def test_openapi_of_one_version(tmp_path: Path) -> None:

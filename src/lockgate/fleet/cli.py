@@ -9,7 +9,6 @@ import sys
 from typing import Any
 
 import click
-from rich.console import Console
 
 from ..errors import ConfigurationError
 
@@ -137,15 +136,17 @@ def serve(
 @manifest_option
 def versions(service: str | None, manifest: str) -> None:
     """Print each service's version catalog as a table."""
-    from ..cli import versions_table
+    from ..cli import table_console, versions_table
     from ..state import get_state
     from .front import load_service_app
+    from .lifecycle_file import check_services
     from .manifest import load_manifest
 
     try:
         fleet = load_manifest(manifest)
+        check_services(s.name for s in fleet.services)
         chosen = [fleet.service(service)] if service else list(fleet.services)
-        console = Console()
+        console = table_console()
         for item in chosen:
             app = load_service_app(item.app)
             console.print(versions_table(get_state(app), title=item.name))
@@ -162,10 +163,13 @@ def openapi(service: str, label: str, manifest: str) -> None:
     from ..cli import openapi_json
     from ..state import get_state
     from .front import load_service_app
+    from .lifecycle_file import check_services
     from .manifest import load_manifest
 
     try:
-        app = load_service_app(load_manifest(manifest).service(service).app)
+        fleet = load_manifest(manifest)
+        check_services(s.name for s in fleet.services)
+        app = load_service_app(fleet.service(service).app)
     except ConfigurationError as error:
         _fail(error)
     with app.app_context():
@@ -208,6 +212,8 @@ def usage(url: str, service: str | None) -> None:
 
     from rich.table import Table
 
+    from ..cli import table_console
+
     target = f"{url.rstrip('/')}/usage" + (f"?service={service}" if service else "")
     try:
         with urllib.request.urlopen(target, timeout=10) as response:
@@ -221,6 +227,6 @@ def usage(url: str, service: str | None) -> None:
         table.add_row(
             *(str(row[c]) for c in ("service", "version", "client", "calls", "last_seen"))
         )
-    Console().print(table)
+    table_console().print(table)
     if not rows:
         click.echo("No client called a deprecated version (since the data's retention).")
