@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from flask import Blueprint, Flask
 from openapi_spec_validator import validate
 
-from .conftest import POLICY
+from lockgate import Version, Versioning
+
+from .conftest import NOW, POLICY, Clock
 
 
 @pytest.mark.parametrize("label", ["0", "1", "2", "3"])
@@ -61,7 +64,7 @@ def test_pydantic_models_describe_bodies(client: Any) -> None:
     created = post["responses"]["201"]["content"]["application/json"]["schema"]
     assert created == {"$ref": "#/components/schemas/UserOut"}
     assert set(schemas["UserOut"]["properties"]) == {"id", "name"}
-    assert "422" in post["responses"]
+    assert {"400", "413", "415", "422"} <= set(post["responses"])
     listed = document["paths"]["/api/v2/users"]["get"]
     assert listed["summary"] == "List users"
     assert listed["responses"]["200"]["content"]["application/json"]["schema"] == {
@@ -75,6 +78,25 @@ def test_pydantic_models_describe_bodies(client: Any) -> None:
         "required": True,
         "schema": {"type": "integer"},
     }
+
+
+def test_operation_ids_stay_unique_across_blueprints_and_rules() -> None:
+    app = Flask("t")
+    versioning = Versioning(app, versions=[Version("1")], clock=Clock(NOW))
+    for name in ("users", "orders"):
+        blueprint = Blueprint(name, __name__)
+
+        def show(id: int) -> dict[str, int]:
+            return {"id": id}
+
+        blueprint.add_url_rule(f"/{name}/<int:id>", view_func=show)
+        blueprint.add_url_rule(f"/{name}/by-id/<int:id>", view_func=show)
+        versioning.register_blueprint(blueprint, version="1")
+    document = app.test_client().get("/api/v1/openapi.json").get_json()
+    validate(document)
+    ids = [op["operationId"] for item in document["paths"].values() for op in item.values()]
+    assert len(ids) == 4
+    assert len(set(ids)) == 4
 
 
 def test_catalog(client: Any) -> None:

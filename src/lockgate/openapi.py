@@ -154,6 +154,7 @@ def build_openapi(
     paths: dict[str, dict[str, Any]] = {}
     names = {name for name, served in state.blueprint_versions.items() if served == label}
     base = f"{state.prefix}/v{label.text}"
+    taken: set[str] = set()
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         blueprint = rule.endpoint.partition(".")[0]
         view = app.view_functions[rule.endpoint]
@@ -166,8 +167,9 @@ def build_openapi(
         original = rule.endpoint.partition(".")[2]
         tag = blueprint[: -len(f"_v{label.text}")] if blueprint else "default"
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            operation_id = _unique(f"{original}_{method.lower()}", tag, taken)
             paths.setdefault(path, {})[method.lower()] = _operation(
-                doc, view, method, parameters, schemas, status, f"{original}_{method.lower()}", tag
+                doc, view, method, parameters, schemas, status, operation_id, tag
             )
     document: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -181,6 +183,16 @@ def build_openapi(
         "x-lifecycle": lifecycle(version, status),
     }
     return document
+
+
+def _unique(operation_id: str, tag: str, taken: set[str]) -> str:
+    """An ``operationId`` no other operation has (OpenAPI requires it): two
+    blueprints may each have a ``show`` view, one view may serve two rules."""
+    candidates = [operation_id, f"{tag}_{operation_id}"]
+    candidates += [f"{tag}_{operation_id}_{n}" for n in range(2, len(taken) + 3)]
+    chosen = next(c for c in candidates if c not in taken)
+    taken.add(chosen)
+    return chosen
 
 
 def _path(rule: str) -> tuple[str, list[dict[str, Any]]]:
@@ -236,7 +248,16 @@ def _operation(
         success["content"] = {"application/json": {"schema": schemas.ref(doc.response)}}
     responses: dict[str, Any] = {str(success_status): success}
     problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-    for code, meaning in sorted(doc.responses.items()):
+    # The answers lockgate itself gives to bad input, unless the view says otherwise.
+    declared = dict(doc.responses)
+    if doc.query is not None and method == "GET":
+        declared.setdefault(400, "Invalid query parameters")
+    if "requestBody" in op:
+        declared.setdefault(400, "Malformed JSON, or JSON nested too deeply")
+        declared.setdefault(413, "Body larger than the limit")
+        declared.setdefault(415, "Body is not JSON")
+        declared.setdefault(422, "Invalid fields; see `errors`")
+    for code, meaning in sorted(declared.items()):
         responses[str(code)] = {"description": meaning, "content": problem}
     responses.setdefault("default", {"description": "Error (RFC 9457)", "content": problem})
     op["responses"] = responses
