@@ -253,3 +253,24 @@ def test_url_version_alias_routes_to_the_canonical_path(client: Any, app: Flask)
     response = client.get("/api/v1.0/users")
     assert response.status_code == 200
     assert response.headers["API-Version"] == "1"
+
+
+@pytest.mark.parametrize("path", ["/api/v1.0/openapi.json", "/api/V1/openapi.json"])
+def test_a_neutral_route_under_another_spelling_stays_neutral(client: Any, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.get_json()["info"]["version"] == "1"
+    for name in ("API-Version", "Deprecation", "Sunset", "Link"):
+        assert name not in response.headers
+
+
+def test_an_uppercase_v_in_the_path_names_the_version(client: Any) -> None:
+    response = client.get("/api/V1/users")
+    assert response.status_code == 200
+    assert response.headers["API-Version"] == "1"
+
+
+def test_the_echoed_media_type_is_spelled_canonically(client: Any) -> None:
+    response = client.get("/api/users", headers={"Accept": "application/vnd.MyApp.V1+json"})
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == VENDOR.format(1)

@@ -31,7 +31,7 @@ from .negotiation import negotiate
 from .problems import handle_http_exception
 from .readers import Found, split_url_version
 from .state import ENVIRON_KEY, ORIGINAL_PATH_KEY, RequestVersion, VersioningState
-from .versions import Version, VersionStatus
+from .versions import Label, Version, VersionStatus
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -42,6 +42,7 @@ __all__ = [
     "add_version_headers",
     "handle_not_found",
     "raise_recorded",
+    "route_template",
 ]
 
 #: Where a refused request is routed so its problem goes through Flask's error handling.
@@ -87,9 +88,28 @@ class VersionDispatcher:
         ):
             return None
         # The path is read here rather than by UrlReader: the split is needed anyway.
-        split = split_url_version(path, state.prefix) if path.startswith(state.versioned) else None
-        rest = path[len(state.prefix) :] if split is None else split[1]
+        prefix = state.prefix
+        split = (
+            split_url_version(path, prefix)
+            if path.startswith(state.versioned) or path.startswith(state.versioned_upper)
+            else None
+        )
+        rest = path[len(prefix) :] if split is None else split[1]
         unversioned = split is None
+        # ``/api/V1.0/openapi.json`` is ``/api/v1/openapi.json``, neutral too.
+        canonical = (
+            split is not None and split[0] in state.label_texts and path[len(prefix) + 1] == "v"
+        )
+        if not canonical and split is not None:
+            label = Label.parse(split[0])
+            if label is not None:
+                respelled = f"{prefix}/v{label.text}{rest}"
+                if respelled in routes.neutral_static or (
+                    routes.neutral_dynamic is not None and routes.is_neutral(respelled)
+                ):
+                    environ[ORIGINAL_PATH_KEY] = path
+                    environ["PATH_INFO"] = respelled
+                    return None
         now = state.clock()
         snapshot = state.bundle.snapshot(now)
         key = (None if split is None else split[0], *map(environ.get, state.reader_keys))
@@ -110,9 +130,9 @@ class VersionDispatcher:
             except ApiVersionError as error:
                 found_ = RequestVersion(negotiated, error, unversioned, rest, snapshot)
                 return _refused(environ, found_)
-        if split is None or split[0] != version.label.text:
+        if not canonical or split is None or split[0] != version.label.text:
             environ[ORIGINAL_PATH_KEY] = path
-            environ["PATH_INFO"] = f"{state.prefix}/v{version.label.text}{rest}"
+            environ["PATH_INFO"] = f"{prefix}/v{version.label.text}{rest}"
         return _record(environ, RequestVersion(negotiated, None, unversioned, rest, snapshot))
 
 
@@ -159,6 +179,33 @@ def raise_recorded() -> Response:
     if found is None or found.error is None:
         raise NotFound()
     raise found.error
+
+
+def route_template() -> str | None:
+    """The route of this request, for metrics and logs: a rule template, never a
+    raw path. A refused request (``/api/v0/users/5``) reports the route it asked
+    for (``/api/v0/users/<int:id>``) when a served version has it."""
+    rule = request.url_rule
+    if rule is None:
+        return None
+    if rule.rule != ERROR_PATH:
+        return rule.rule
+    found: RequestVersion | None = request.environ.get(ENVIRON_KEY)
+    if found is None:
+        return None
+    state: VersioningState = current_app.extensions["lockgate"]
+    version = found.version
+    asked = f"{state.prefix}/v{version.label.text}" if version is not None else state.prefix
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    for other in reversed(state.bundle.versions):
+        base = f"{state.prefix}/v{other.label.text}"
+        try:
+            matched, _ = adapter.match(base + found.rest, method="GET", return_rule=True)
+        except HTTPException:
+            continue
+        if matched.rule.startswith(base):
+            return asked + matched.rule[len(base) :]
+    return None
 
 
 def handle_not_found(error: HTTPException) -> Any:

@@ -16,6 +16,7 @@ import structlog
 from flask import Flask, Response, current_app, g, request
 
 from .clients import client_label
+from .dispatch import route_template
 from .requestid import request_id
 from .state import current_version
 
@@ -94,7 +95,7 @@ class RequestLogs:
                     version=None if version is None else version.label.text,
                     client=client_label(),
                     method=request.method,
-                    route=request.url_rule.rule if request.url_rule else request.path,
+                    route=route_template() or request.path,
                     status=response.status_code,
                     duration_ms=round((time.perf_counter() - started) * 1000, 3),
                 )

@@ -21,6 +21,7 @@ from prometheus_client import (
 )
 
 from .clients import client_label
+from .dispatch import route_template
 from .state import NEUTRAL_ATTR, current_version, get_state
 from .versions import VersionStatus
 
@@ -70,7 +71,7 @@ class Metrics:
             service = current_app.config.get("LOCKGATE_SERVICE") or current_app.name
             version = current_version()
             label = "none" if version is None else version.label.text
-            route = request.url_rule.rule if request.url_rule else "unmatched"
+            route = route_template() or "unmatched"
             started = g.get("lockgate_metrics_started", time.perf_counter())
             REQUESTS.labels(service, label, request.method, route, str(response.status_code)).inc()
             LATENCY.labels(service, label, request.method, route).observe(

@@ -31,6 +31,7 @@ from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage
 
 from .clients import client_key
+from .dispatch import ERROR_PATH
 from .problems import Problem
 from .state import current_version, get_state
 from .versions import VersionStatus
@@ -156,6 +157,10 @@ def _item(value: str | None) -> RateLimitItem | None:
 
 def _choose(state: _LimitState) -> tuple[RateLimitItem, str] | None:
     """The limit that applies to this request, and its bucket name."""
+    if request.url_rule is not None and request.url_rule.rule == ERROR_PATH:
+        # Refused by versioning (retired, brownout, bad version): costs nothing
+        # to answer, and a client out of budget must still learn it is a 410.
+        return None
     view = current_app.view_functions.get(request.endpoint or "")
     own = getattr(view, LIMIT_ATTR, None)
     if own is not None:

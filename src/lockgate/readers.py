@@ -161,12 +161,14 @@ class MediaTypeReader:
             key, _, value = param.partition("=")
             options[key.strip().lower()] = value.strip().strip('"')
         label = match["label"]
-        template = media[: match.start("label")] + "{}" + media[match.end("label") :]
+        # Echoed in Content-Type: the canonical spelling, not the client's.
+        lowered = media.lower()
+        template = lowered[: match.start("label")] + "{}" + lowered[match.end("label") :]
         if label is None:
             label = options.get("version")
             if label is None:
                 return None
-            template = f"{media}; version={{}}"
+            template = f"{lowered}; version={{}}"
         try:
             quality = float(options.get("q", "1"))
         except ValueError:

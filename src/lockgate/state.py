@@ -80,12 +80,17 @@ class VersioningState:
 
     #: Every environ key the readers look at.
     reader_keys: tuple[str, ...] = ()
-    #: ``<prefix>/v``: only paths starting so can name a version.
+    #: ``<prefix>/v`` and ``<prefix>/V``: only paths starting so can name a version.
     versioned: str = ""
+    versioned_upper: str = ""
+    #: Each version's label as written in its canonical path (``1``, ``2026-01-01``).
+    label_texts: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         self.reader_keys = tuple(key for reader in self.readers for key in reader.keys)
         self.versioned = f"{self.prefix}/v"
+        self.versioned_upper = f"{self.prefix}/V"
+        self.label_texts = frozenset(version.label.text for version in self.bundle.versions)
 
     def remember(
         self, key: tuple[str | None, ...], negotiated: Negotiated, snapshot: Snapshot

@@ -36,7 +36,11 @@ def build(clock: Clock, **config: Any) -> Flask:
     app.config.update({"TESTING": True, "LOCKGATE_SERVICE": "things", **config})
     versioning = Versioning(
         app,
-        versions=[Version("1", deprecated="2026-01-01", successor="2"), Version("2")],
+        versions=[
+            Version("0", sunset="2025-06-30", successor="2"),
+            Version("1", deprecated="2026-01-01", successor="2"),
+            Version("2"),
+        ],
         clock=clock,
     )
     things = {"count": 0}

@@ -107,6 +107,19 @@ def test_metrics(make_app: Callable[..., Flask]) -> None:
     assert metric(text, "api_deprecated_requests_total", service="metrics-test", version="2") == 0
 
 
+def test_refused_requests_are_counted_under_the_route_they_asked_for(
+    make_app: Callable[..., Flask],
+) -> None:
+    client = make_app(LOCKGATE_SERVICE="refused-test").test_client()
+    assert client.get("/api/v0/things").status_code == 410
+    assert client.get("/api/v0/nothing").status_code == 410
+    text = client.get("/metrics").get_data(as_text=True)
+    service = {"service": "refused-test"}
+    assert metric(text, "http_requests_total", **service, route="/api/v0/things", status="410") == 1
+    assert metric(text, "http_requests_total", **service, route="unmatched", status="410") == 1
+    assert "/_lockgate/refused" not in text
+
+
 @pytest.mark.parametrize("backend", ["memory", "redis"])
 def test_deprecated_usage_report(
     make_app: Callable[..., Flask], request: pytest.FixtureRequest, backend: str

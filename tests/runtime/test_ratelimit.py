@@ -35,6 +35,18 @@ def test_headers_and_the_429(make_app: Callable[..., Flask], backend: dict[str, 
     assert refused.headers["API-Version"] == "2"
 
 
+def test_a_retired_version_answers_410_whatever_the_budget(
+    make_app: Callable[..., Flask], backend: dict[str, str]
+) -> None:
+    client = make_app(LOCKGATE_RATE_LIMIT="2/minute", **backend).test_client()
+    assert [client.get("/api/v2/things").status_code for _ in range(3)] == [200, 200, 429]
+    for _ in range(3):
+        retired = client.get("/api/v0/things")
+        assert retired.status_code == 410
+        assert retired.get_json()["code"] == "ApiVersionSunset"
+        assert "RateLimit-Limit" not in retired.headers
+
+
 def test_deprecated_versions_have_their_own_lower_budget(
     make_app: Callable[..., Flask], backend: dict[str, str]
 ) -> None:
