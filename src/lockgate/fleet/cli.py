@@ -53,7 +53,7 @@ def run(host: str, port: int, manifest: str) -> None:
         _fail(error)
     # The services log every request as a JSON line; Werkzeug's own line would repeat it.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = make_server(host, port, app, threaded=True)
+    server = make_server(host, port, _server_dates(app), threaded=True)
     base = f"http://{host}:{server.port}"
     click.echo(f"lockgate fleet {fleet.name!r}: {', '.join(s.name for s in fleet.services)}")
     click.echo(f"  docs:     {base}/docs")
@@ -129,6 +129,20 @@ def serve(
         _fail(error)
     click.echo(f"serving {fleet.name!r} with {server}, {workers} worker(s) on http://{bind}")
     sys.exit(run_server(options))
+
+
+def _server_dates(app: Any) -> Any:
+    """Drop the app's ``Date``: Werkzeug's server always sends its own, and a
+    response must carry one (RFC 9110 6.6.1), not two."""
+
+    def without_date(environ: Any, start_response: Any) -> Any:
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            kept = [(name, value) for name, value in headers if name.lower() != "date"]
+            return start_response(status, kept, exc_info)
+
+        return app(environ, start)
+
+    return without_date
 
 
 @main.command()
