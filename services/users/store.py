@@ -49,6 +49,12 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+#: The largest ``users.id`` each database can hold: SQLite's integers are 64-bit,
+#: the others' ``INTEGER`` (PostgreSQL's included) 32-bit.
+_MAX_ID = {"sqlite": 2**63 - 1}
+_MAX_ID_DEFAULT = 2**31 - 1
+
+
 def _user(row: Any) -> User:
     return User(row.id, row.first_name, row.last_name, row.email, row.created_at)
 
@@ -58,6 +64,7 @@ class UserStore:
 
     def __init__(self, engine: Engine, on_change: Callable[[], None] | None = None) -> None:
         self.engine = engine
+        self.max_id = _MAX_ID.get(engine.dialect.name, _MAX_ID_DEFAULT)
         #: Called after every committed write (the service invalidates cached reads).
         self.on_change = on_change or (lambda: None)
 
@@ -82,7 +89,13 @@ class UserStore:
         self.on_change()
         return _user(row)
 
+    def _storable(self, user_id: int) -> bool:
+        """Whether the id column could hold ``user_id``; the database refuses any other."""
+        return 0 <= user_id <= self.max_id
+
     def get(self, user_id: int) -> User | None:
+        if not self._storable(user_id):
+            return None
         with self.engine.connect() as connection:
             row = connection.execute(select(users).where(users.c.id == user_id)).first()
         return None if row is None else _user(row)
@@ -107,6 +120,8 @@ class UserStore:
             return [_user(row) for row in connection.execute(query)]
 
     def update(self, user_id: int, changes: Mapping[str, str]) -> User | None:
+        if not self._storable(user_id):
+            return None
         values = dict(changes)
         if not values:
             return self.get(user_id)
@@ -125,6 +140,8 @@ class UserStore:
         return _user(row)
 
     def delete(self, user_id: int) -> bool:
+        if not self._storable(user_id):
+            return False
         with self.engine.begin() as connection:
             result = connection.execute(delete(users).where(users.c.id == user_id))
         if not result.rowcount:

@@ -1,8 +1,10 @@
 """One JSON line per request (structlog), and the request's context in every line.
 
 Fields: ``request_id``, ``service``, ``version``, ``client``, ``method``,
-``route``, ``status``, ``duration_ms``. Any ``structlog`` logger used while a
-request runs carries the request id, service and version too.
+``route``, ``status``, ``duration`` (seconds, the unit of the latency metric)
+and ``duration_ms``. Any ``structlog`` logger used while a request runs
+carries the request id, service and version too; :func:`logging_config`
+puts the server's own lines (gunicorn's) in the same shape.
 """
 
 from __future__ import annotations
@@ -20,9 +22,45 @@ from .dispatch import route_template
 from .requestid import request_id
 from .state import current_version
 
-__all__ = ["RequestLogs", "configure_logging"]
+__all__ = ["RequestLogs", "configure_logging", "logging_config"]
 
 _configured = False
+
+
+def _shared() -> list[Any]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+
+
+def logging_config(*loggers: str) -> dict[str, Any]:
+    """A :func:`logging.config.dictConfig` dict writing ``loggers`` as JSON lines
+    on stderr: for servers that configure logging themselves (gunicorn's
+    ``logconfig_dict``), so one log stream has one format."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "json": {
+                "()": structlog.stdlib.ProcessorFormatter,
+                "processor": structlog.processors.JSONRenderer(),
+                "foreign_pre_chain": [*_shared(), structlog.stdlib.add_logger_name],
+            }
+        },
+        "handlers": {
+            "json": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"handlers": ["json"], "level": "WARNING"},
+        "loggers": {
+            name: {"handlers": ["json"], "level": "INFO", "propagate": False} for name in loggers
+        },
+    }
 
 
 def configure_logging(stream: Any = None) -> None:
@@ -31,11 +69,7 @@ def configure_logging(stream: Any = None) -> None:
     if _configured and stream is None:
         return
     _configured = True
-    shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
+    shared = _shared()
     structlog.configure(
         processors=[
             *shared,
@@ -86,7 +120,7 @@ class RequestLogs:
         @app.after_request
         def log(response: Response) -> Response:
             if current_app.config["LOCKGATE_ACCESS_LOG"]:
-                started = g.get("lockgate_started", time.perf_counter())
+                elapsed = time.perf_counter() - g.get("lockgate_started", time.perf_counter())
                 version = current_version()
                 current_app.extensions["lockgate.logs"].info(
                     "request",
@@ -97,7 +131,8 @@ class RequestLogs:
                     method=request.method,
                     route=route_template() or request.path,
                     status=response.status_code,
-                    duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                    duration=round(elapsed, 6),
+                    duration_ms=round(elapsed * 1000, 3),
                 )
             return response
 

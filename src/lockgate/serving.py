@@ -130,6 +130,8 @@ def _serve_gunicorn(options: ServeOptions, run_dir: Path) -> int:
     from gunicorn.app.base import BaseApplication
     from gunicorn.arbiter import Arbiter
 
+    from .logs import logging_config
+
     class DrainingArbiter(Arbiter):  # type: ignore[misc]
         """Gunicorn's master, with a drain before the graceful stop on SIGTERM."""
 
@@ -155,7 +157,8 @@ def _serve_gunicorn(options: ServeOptions, run_dir: Path) -> int:
                 "graceful_timeout": math.ceil(options.graceful_timeout),
                 "timeout": max(30, int(options.graceful_timeout) + 5),
                 "child_exit": child_exit,
-                "accesslog": None,
+                "accesslog": None,  # the app logs each request as a JSON line
+                "logconfig_dict": logging_config("gunicorn.error"),
                 "proc_name": "lockgate",
                 # One control socket per server: the default, ~/.gunicorn/gunicorn.ctl,
                 # is shared by every gunicorn of the user and the last one started wins.

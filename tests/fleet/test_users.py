@@ -15,6 +15,7 @@ from openapi_spec_validator import validate
 from .conftest import Fleet, unique_email
 
 PROBLEM = "application/problem+json"
+JSON_TYPE = {"Content-Type": "application/json"}
 
 
 def problem(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
@@ -93,8 +94,17 @@ def test_v1_list_is_a_bare_array_with_limit_and_offset(fleet: Fleet) -> None:
     page = fleet.http.get("/api/v1/users", params={"limit": 2, "offset": position}).json()
     assert [u["id"] for u in page] == ids[:2]
     assert set(page[0]) == {"id", "name", "email"}
-    problem(fleet.http.get("/api/v1/users", params={"limit": 101}), 400, "InvalidQuery")
-    problem(fleet.http.get("/api/v1/users", params={"offset": -1}), 400, "InvalidQuery")
+    for bad in ({"limit": -1}, {"limit": 0}, {"limit": "ten"}, {"offset": -1}):
+        problem(fleet.http.get("/api/v1/users", params=bad), 400, "InvalidQuery")
+
+
+def test_v1_limit_over_100_is_clamped_to_100(fleet: Fleet) -> None:
+    for _ in range(101):
+        create_v1(fleet)
+    for limit in (101, 1000, 10**30):
+        response = fleet.http.get("/api/v1/users", params={"limit": limit})
+        assert response.status_code == 200, response.text
+        assert len(response.json()) == 100
 
 
 def test_v2_list_pages_with_a_cursor(fleet: Fleet) -> None:
@@ -155,6 +165,7 @@ def test_delete(fleet: Fleet) -> None:
     response = fleet.http.delete(f"/api/v1/users/{user['id']}")
     assert response.status_code == 204
     assert response.content == b""
+    assert "content-type" not in response.headers
     problem(fleet.http.get(f"/api/v2/users/{user['id']}"), 404, "UserNotFound")
     problem(fleet.http.delete(f"/api/v2/users/{user['id']}"), 404, "UserNotFound")
 
@@ -163,6 +174,17 @@ def test_unknown_id(fleet: Fleet) -> None:
     for version in ("1", "2"):
         body = problem(fleet.http.get(f"/api/v{version}/users/987654321"), 404, "UserNotFound")
         assert "987654321" in body["detail"]
+
+
+def test_ids_beyond_the_databases_integer_range_are_unknown(fleet: Fleet) -> None:
+    # past PostgreSQL's INTEGER, past SQLite's 64 bits, past any database's integers
+    for user_id in (2**31, 2**63 - 1, 2**63, 99999999999999999999):
+        for version in ("1", "2"):
+            url = f"/api/v{version}/users/{user_id}"
+            body = problem(fleet.http.get(url), 404, "UserNotFound")
+            assert str(user_id) in body["detail"]
+            problem(fleet.http.patch(url, json={"email": unique_email()}), 404, "UserNotFound")
+            problem(fleet.http.delete(url), 404, "UserNotFound")
 
 
 def test_duplicate_email_is_case_insensitive(fleet: Fleet) -> None:
@@ -227,8 +249,31 @@ def test_malformed_deep_foreign_and_huge_bodies(fleet: Fleet) -> None:
     )
     huge = json.dumps({"first_name": "x" * (1024 * 1024), "last_name": "y", "email": "a@b.co"})
     problem(fleet.http.post("/api/v2/users", content=huge.encode(), headers=headers), 413)
+    # without Content-Length (chunked) the same body is refused, not cut short and parsed
+    chunks = (huge[i : i + 65536].encode() for i in range(0, len(huge), 65536))
+    chunked = fleet.http.post("/api/v2/users", content=chunks, headers=headers)
+    assert "content-length" not in chunked.request.headers
+    assert chunked.request.headers["transfer-encoding"] == "chunked"
+    body = problem(chunked, 413, "PayloadTooLarge")
+    assert body["type"].endswith("/payload-too-large")
+    sized = fleet.http.post("/api/v2/users", content=huge.encode(), headers=headers)
+    assert problem(sized, 413, "PayloadTooLarge")["type"] == body["type"]
     # nothing was written by any of them
     assert fleet.http.get("/api/v2/users", params={"email": "a@b.co"}).json()["data"] == []
+
+
+def test_json_outside_rfc_8259_or_ambiguous_is_malformed(fleet: Fleet) -> None:
+    email = unique_email("strict")
+    fields = f'"last_name": "B", "email": "{email}"'
+    for value in ("NaN", "Infinity", "-Infinity"):
+        body = f'{{"first_name": {value}, {fields}}}'.encode()
+        response = fleet.http.post("/api/v2/users", content=body, headers=JSON_TYPE)
+        problem(response, 400, "MalformedJson")
+    repeated = f'{{"first_name": "A", "first_name": "Z", {fields}}}'.encode()
+    for version in ("1", "2"):
+        response = fleet.http.post(f"/api/v{version}/users", content=repeated, headers=JSON_TYPE)
+        assert "first_name" in problem(response, 400, "MalformedJson")["detail"]
+    assert fleet.http.get("/api/v2/users", params={"email": email}).json()["data"] == []
 
 
 def test_lifecycle_headers(fleet: Fleet) -> None:

@@ -5,6 +5,7 @@ Every test talks to 127.0.0.1 only, bounds its requests, and stops its servers.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -152,6 +153,13 @@ def test_sigterm_drains_in_flight_requests(serve: Callable[..., Served], redis_u
     assert results.count(200) == 20, results
     assert served.process.wait(timeout=20) == 0
     assert time.monotonic() - stopped_at < 1 + 10 + 5  # drain delay + graceful timeout
+    # One log stream, one format: gunicorn's own lines are JSON too.
+    lines = served.log.read_text().splitlines()
+    banner = [line for line in lines if line.startswith("serving 'servefleet'")]
+    assert len(banner) == 1  # the CLI's own line, on stdout
+    records = [json.loads(line) for line in lines if line not in banner]
+    assert any(r.get("logger") == "gunicorn.error" and "SIGTERM" in r["event"] for r in records)
+    assert sum(r["event"] == "request" and r["route"] == "/api/v1/slow" for r in records) == 20
 
 
 @pytest.mark.server

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from flask import Blueprint, Response, jsonify
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from lockgate import operation
 from lockgate.bodies import read_json
@@ -37,9 +37,15 @@ class UserPatchV1(BaseModel):
     email: Email | None = None
 
 
+#: The most users one v1 page holds; a larger ``?limit`` is clamped, not refused.
+MAX_LIMIT = 100
+
+
 class ListQueryV1(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    limit: int = Field(100, ge=1, le=100)
+    limit: Annotated[int, AfterValidator(lambda limit: min(limit, MAX_LIMIT))] = Field(
+        MAX_LIMIT, ge=1, description=f"At most {MAX_LIMIT}; a larger value gives {MAX_LIMIT}"
+    )
     offset: int = Field(0, ge=0)
 
 
@@ -101,6 +107,6 @@ def update_user(user_id: int) -> Response:
 
 @bp.delete("/<int:user_id>")
 @operation(responses={404: "No such user"})
-def delete_user(user_id: int) -> tuple[str, int]:
+def delete_user(user_id: int) -> Response:
     """Delete a user."""
     return remove(user_id)

@@ -154,6 +154,6 @@ def update_user(user_id: int) -> Response:
 
 @bp.delete("/<int:user_id>")
 @operation(responses={404: "No such user"})
-def delete_user(user_id: int) -> tuple[str, int]:
+def delete_user(user_id: int) -> Response:
     """Delete a user."""
     return remove(user_id)
