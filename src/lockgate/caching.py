@@ -20,12 +20,11 @@ from urllib.parse import urlencode
 from flask import Flask, Response, current_app, make_response, request
 from flask_caching import Cache
 
-from .state import current_version
+from .state import CONTROL_ATTR, current_version
 
-__all__ = ["Caching", "cached", "invalidate"]
+__all__ = ["Caching", "cache_control", "cached", "invalidate"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-CONTROL_ATTR = "_lockgate_cache_control"
 logger = logging.getLogger("lockgate.caching")
 
 
@@ -83,6 +82,18 @@ def invalidate(resource: str) -> None:
     backend = _cache().cache
     if _safe(lambda: backend.inc(f"gen:{resource}"), None) is None:
         logger.warning("could not invalidate %s; cached reads expire within the TTL", resource)
+
+
+def cache_control(value: str) -> Callable[[F], F]:
+    """Give a view its own ``Cache-Control`` on 200 GETs (the default is
+    ``LOCKGATE_CACHE_CONTROL``): ``no-store`` for probes, ``max-age`` for what
+    rarely changes."""
+
+    def decorate(view: F) -> F:
+        setattr(view, CONTROL_ATTR, value)
+        return view
+
+    return decorate
 
 
 def cached(

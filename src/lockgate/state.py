@@ -34,6 +34,8 @@ ENVIRON_KEY = "lockgate.version"
 #: The path the client asked for, kept when the dispatcher rewrites ``PATH_INFO``.
 ORIGINAL_PATH_KEY = "lockgate.original_path"
 NEUTRAL_ATTR = "_lockgate_neutral"
+#: A view's own ``Cache-Control`` (see :func:`lockgate.caching.cache_control`).
+CONTROL_ATTR = "_lockgate_cache_control"
 #: Distinct header/query combinations remembered before the cache starts over.
 MAX_DECISIONS = 4096
 

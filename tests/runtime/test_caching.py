@@ -32,6 +32,10 @@ def test_strong_etag_and_304(client: Any) -> None:
 def test_cache_control_per_route(client: Any) -> None:
     assert client.get("/api/v2/things").headers["Cache-Control"] == "public, max-age=30"
     assert client.get("/api/v1/things").headers["Cache-Control"] == "no-cache"
+    for probe in ("/healthz", "/readyz", "/metrics", "/usage"):
+        assert client.get(probe).headers["Cache-Control"] == "no-store", probe
+    for document in ("/api/versions", "/api/v2/openapi.json"):
+        assert client.get(document).headers["Cache-Control"] == "public, max-age=60"
 
 
 def test_versions_never_share_an_entry(client: Any) -> None:
