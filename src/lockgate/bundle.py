@@ -32,6 +32,9 @@ class Snapshot:
     deprecated_header: str
     #: The version served when the request names none, or ``None`` (strict).
     default: Version | None
+    #: Versions refused throughout the snapshot: retired, or inside a brownout
+    #: (a brownout's edges are snapshot edges, so this holds until ``until``).
+    refused: frozenset[Label] = frozenset()
 
     def valid_at(self, now: datetime) -> bool:
         return self.since <= now and (self.until is None or now < self.until)
@@ -146,4 +149,9 @@ class VersionBundle:
             supported_header=", ".join(supported),
             deprecated_header=", ".join(deprecated),
             default=default,
+            refused=frozenset(
+                v.label
+                for v in self.versions
+                if statuses[v.label] is VersionStatus.RETIRED or v.brownout(now) is not None
+            ),
         )

@@ -60,10 +60,13 @@ class VersionDispatcher:
     def __init__(self, wsgi_app: WSGIApplication, app: Flask) -> None:
         self.wsgi_app = wsgi_app
         self.app = app
+        self.state: VersioningState | None = None
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO") or "/"
-        state: VersioningState = self.app.extensions["lockgate"]
+        state = self.state
+        if state is None:
+            state = self.state = self.app.extensions["lockgate"]
         prefix = state.prefix
         if not path.startswith(prefix) or (len(path) > len(prefix) and path[len(prefix)] != "/"):
             return self.wsgi_app(environ, start_response)
@@ -124,7 +127,7 @@ class VersionDispatcher:
                 return _refused(environ, RequestVersion(None, error, unversioned, rest, snapshot))
             state.remember(key, negotiated, snapshot)
         version = negotiated.version
-        if version.brownouts or version.sunset is not None:
+        if version.label in snapshot.refused:
             try:
                 refuse(version, snapshot.statuses[version.label], now)
             except ApiVersionError as error:
@@ -133,7 +136,10 @@ class VersionDispatcher:
         if not canonical or split is None or split[0] != version.label.text:
             environ[ORIGINAL_PATH_KEY] = path
             environ["PATH_INFO"] = f"{prefix}/v{version.label.text}{rest}"
-        return _record(environ, RequestVersion(negotiated, None, unversioned, rest, snapshot))
+        found_ = environ[ENVIRON_KEY] = RequestVersion(
+            negotiated, None, unversioned, rest, snapshot
+        )
+        return found_
 
 
 def _record(environ: WSGIEnvironment, found: RequestVersion) -> RequestVersion:
@@ -232,26 +238,20 @@ def add_version_headers(
     headers: list[tuple[str, str]],
 ) -> None:
     """Write ``API-Version``, the version lists, ``Vary`` and lifecycle headers."""
-    snapshot = found.snapshot
-    if snapshot.supported_header:
-        headers.append(("API-Supported-Versions", snapshot.supported_header))
-    if snapshot.deprecated_header:
-        headers.append(("API-Deprecated-Versions", snapshot.deprecated_header))
-    if found.unversioned:
-        _merge(headers, "Vary", f"Accept, {state.header}")
     negotiated = found.negotiated
-    if negotiated is None:
+    version = None if negotiated is None else negotiated.version
+    # Everything but Vary, Content-Type and Link is the same for every response
+    # of one version while the lifecycle stands still: built once, then copied.
+    headers.extend(state.header_block(found.snapshot, version))
+    if found.unversioned:
+        _merge(headers, "Vary", state.vary)
+    if version is None:
         return
-    version = negotiated.version
-    # A retired version's 410 names it too: the answer is about that version.
-    headers.append(("API-Version", version.label.text))
+    assert negotiated is not None
     if negotiated.media_type:  # JSON answers only: a problem stays problem+json
         for index, (name, value) in enumerate(headers):
             if name.lower() == "content-type" and value.startswith("application/json"):
                 headers[index] = (name, negotiated.media_type.format(version.label.text))
-    lifecycle = state.lifecycle_headers(version)
-    if lifecycle:
-        headers.extend(lifecycle)
     if version.deprecated is not None or version.sunset is not None:
         successor = successor_url(state, version, found.rest, environ)
         policy = state.policy_link(version)
@@ -280,7 +280,9 @@ def successor_url(
     if prefixes is None:
         return None
     own, target = prefixes
-    rule = request.url_rule
+    # Flask's request is in the environ: cheaper than the context-local proxy.
+    flask_request = environ.get("werkzeug.request")
+    rule = None if flask_request is None else flask_request.url_rule
     if rule is not None and rule.rule.startswith(own) and state.routes is not None:
         has_route = state.successor_rules.get(rule.rule)
         if has_route is None:

@@ -92,6 +92,7 @@ class VersioningState:
         self.reader_keys = tuple(key for reader in self.readers for key in reader.keys)
         self.versioned = f"{self.prefix}/v"
         self.versioned_upper = f"{self.prefix}/V"
+        self.vary = f"Accept, {self.header}"
         self.label_texts = frozenset(version.label.text for version in self.bundle.versions)
 
     def remember(
@@ -102,6 +103,34 @@ class VersioningState:
             self.decisions = {}
             self.decisions_snapshot = snapshot
         self.decisions[key] = negotiated
+
+    #: ``Vary`` of a response to an unversioned path.
+    vary: str = ""
+    #: Version (``None``: refused before one was chosen) -> its fixed headers.
+    _blocks: dict[Label | None, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    _blocks_snapshot: Snapshot | None = None
+
+    def header_block(
+        self, snapshot: Snapshot, version: Version | None
+    ) -> tuple[tuple[str, str], ...]:
+        """The version lists, ``API-Version``, ``Deprecation`` and ``Sunset``."""
+        if self._blocks_snapshot is not snapshot:
+            self._blocks = {}
+            self._blocks_snapshot = snapshot
+        label = None if version is None else version.label
+        block = self._blocks.get(label)
+        if block is None:
+            headers = []
+            if snapshot.supported_header:
+                headers.append(("API-Supported-Versions", snapshot.supported_header))
+            if snapshot.deprecated_header:
+                headers.append(("API-Deprecated-Versions", snapshot.deprecated_header))
+            if version is not None:
+                # A retired version's 410 names it too: the answer is about that version.
+                headers.append(("API-Version", version.label.text))
+                headers.extend(self.lifecycle_headers(version))
+            block = self._blocks[label] = tuple(headers)
+        return block
 
     #: Version -> its ``Deprecation``, ``Sunset`` headers (they never change).
     _lifecycle: dict[Label, list[tuple[str, str]]] = field(default_factory=dict)
