@@ -41,6 +41,8 @@ class Case:
     server: str = "gunicorn"
     workers: int = 2
     env: dict[str, str] = field(default_factory=dict)
+    #: More ``lockgate serve`` options.
+    options: tuple[str, ...] = ()
 
 
 @dataclass
@@ -84,6 +86,7 @@ def run_case(case: Case, data_dir: Path, args: argparse.Namespace) -> Result:
         f"127.0.0.1:{port}",
         "--drain-delay",
         "0",
+        *case.options,
     ]
     with open(data_dir / "serve.log", "a") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)

@@ -76,7 +76,11 @@ def run(host: str, port: int, manifest: str) -> None:
 
 @main.command()
 @click.option("--workers", default=1, show_default=True, type=int)
-@click.option("--threads", default=8, show_default=True, type=int, help="Per worker.")
+@click.option(
+    "--threads",
+    type=int,
+    help="Per worker (default: 8 for gunicorn, 2 for granian).",
+)
 @click.option(
     "--server", type=click.Choice(["gunicorn", "granian"]), default="gunicorn", show_default=True
 )
@@ -92,7 +96,7 @@ def run(host: str, port: int, manifest: str) -> None:
 @manifest_option
 def serve(
     workers: int,
-    threads: int,
+    threads: int | None,
     server: str,
     bind: str,
     graceful_timeout: float,
