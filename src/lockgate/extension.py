@@ -49,6 +49,11 @@ _OPTIONS = {
 }
 
 
+def _given(**options: Any) -> dict[str, Any]:
+    """The options a caller actually passed (``None`` is a value: strict mode)."""
+    return {name: value for name, value in options.items() if value is not _UNSET}
+
+
 def _system_clock() -> datetime:
     return datetime.now(UTC)
 
@@ -86,18 +91,14 @@ class Versioning:
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.versions: tuple[Version, ...] | None = None if versions is _UNSET else tuple(versions)
-        self.options: dict[str, Any] = {
-            name: value
-            for name, value in {
-                "vendor": vendor,
-                "default": default,
-                "readers": readers,
-                "header": header,
-                "query": query,
-                "prefix": prefix,
-            }.items()
-            if value is not _UNSET
-        }
+        self.options = _given(
+            vendor=vendor,
+            default=default,
+            readers=readers,
+            header=header,
+            query=query,
+            prefix=prefix,
+        )
         self.clock = clock
         self._registrations: list[tuple[Blueprint, tuple[str, ...], dict[str, Any]]] = []
         self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()
@@ -139,16 +140,14 @@ class Versioning:
         options = {name: app.config[key] for name, key in _OPTIONS.items()}
         options.update(self.options)
         options.update(
-            (name, value)
-            for name, value in {
-                "vendor": vendor,
-                "default": default,
-                "readers": readers,
-                "header": header,
-                "query": query,
-                "prefix": prefix,
-            }.items()
-            if value is not _UNSET
+            _given(
+                vendor=vendor,
+                default=default,
+                readers=readers,
+                header=header,
+                query=query,
+                prefix=prefix,
+            )
         )
         chosen = tuple(versions) if versions is not None else self.versions
         if not chosen:
