@@ -8,8 +8,9 @@ until the next such instant: the hot path reads a few attributes.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from .errors import ConfigurationError
 from .versions import Label, Version, VersionStatus
@@ -35,6 +36,17 @@ class Snapshot:
     #: Versions refused throughout the snapshot: retired, or inside a brownout
     #: (a brownout's edges are snapshot edges, so this holds until ``until``).
     refused: frozenset[Label] = frozenset()
+    #: Caches valid for this lifecycle period only. Kept here rather than beside
+    #: a "current snapshot" marker so that a thread still holding the previous
+    #: snapshot cannot write into the new period's caches.
+    #: Reader inputs -> negotiation outcome (see the dispatcher).
+    decisions: dict[tuple[str | None, ...], Any] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    #: Version label (``None``: refused before one was chosen) -> fixed headers.
+    header_blocks: dict[Label | None, tuple[tuple[str, str], ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def valid_at(self, now: datetime) -> bool:
         return self.since <= now and (self.until is None or now < self.until)

@@ -116,8 +116,8 @@ class VersionDispatcher:
         now = state.clock()
         snapshot = state.bundle.snapshot(now)
         key = (None if split is None else split[0], *map(environ.get, state.reader_keys))
-        negotiated = state.decisions.get(key)
-        if negotiated is None or state.decisions_snapshot is not snapshot:
+        negotiated = snapshot.decisions.get(key)
+        if negotiated is None:
             found: list[Found] = [] if split is None else [Found(split[0], "url")]
             for reader in state.readers:
                 found.extend(reader.read(environ))

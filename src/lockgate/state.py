@@ -76,9 +76,6 @@ class VersioningState:
     blueprint_names: dict[tuple[str, Label], str] = field(default_factory=dict)
     #: Filled on the first request, when the URL map is complete.
     routes: RouteIndex | None = None
-    #: Successful negotiations by what the readers saw, for the current snapshot.
-    decisions: dict[tuple[str | None, ...], Negotiated] = field(default_factory=dict)
-    decisions_snapshot: Snapshot | None = None
 
     #: Every environ key the readers look at.
     reader_keys: tuple[str, ...] = ()
@@ -95,30 +92,22 @@ class VersioningState:
         self.vary = f"Accept, {self.header}"
         self.label_texts = frozenset(version.label.text for version in self.bundle.versions)
 
-    def remember(
-        self, key: tuple[str | None, ...], negotiated: Negotiated, snapshot: Snapshot
-    ) -> None:
-        """Cache a negotiation; bounded, and dropped when the lifecycle moves on."""
-        if self.decisions_snapshot is not snapshot or len(self.decisions) >= MAX_DECISIONS:
-            self.decisions = {}
-            self.decisions_snapshot = snapshot
-        self.decisions[key] = negotiated
+    @staticmethod
+    def remember(key: tuple[str | None, ...], negotiated: Negotiated, snapshot: Snapshot) -> None:
+        """Cache a negotiation for the snapshot's lifecycle period; bounded."""
+        if len(snapshot.decisions) >= MAX_DECISIONS:
+            snapshot.decisions.clear()
+        snapshot.decisions[key] = negotiated
 
     #: ``Vary`` of a response to an unversioned path.
     vary: str = ""
-    #: Version (``None``: refused before one was chosen) -> its fixed headers.
-    _blocks: dict[Label | None, tuple[tuple[str, str], ...]] = field(default_factory=dict)
-    _blocks_snapshot: Snapshot | None = None
 
     def header_block(
         self, snapshot: Snapshot, version: Version | None
     ) -> tuple[tuple[str, str], ...]:
         """The version lists, ``API-Version``, ``Deprecation`` and ``Sunset``."""
-        if self._blocks_snapshot is not snapshot:
-            self._blocks = {}
-            self._blocks_snapshot = snapshot
         label = None if version is None else version.label
-        block = self._blocks.get(label)
+        block = snapshot.header_blocks.get(label)
         if block is None:
             headers = []
             if snapshot.supported_header:
@@ -129,7 +118,7 @@ class VersioningState:
                 # A retired version's 410 names it too: the answer is about that version.
                 headers.append(("API-Version", version.label.text))
                 headers.extend(self.lifecycle_headers(version))
-            block = self._blocks[label] = tuple(headers)
+            block = snapshot.header_blocks[label] = tuple(headers)
         return block
 
     #: Version -> its ``Deprecation``, ``Sunset`` headers (they never change).
