@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from flask.testing import FlaskClient
 from pydantic import BaseModel, ConfigDict
 
@@ -33,7 +33,15 @@ def client(clock: Clock) -> FlaskClient:
 
     @app.post("/notes")
     def create_note() -> Any:
-        return jsonify(read_json(Note).model_dump())
+        declared = request.environ.get("CONTENT_LENGTH")
+        note = read_json(Note)
+        # Whoever reads the body next gets all of it too.
+        return jsonify(**note.model_dump(), declared=declared, raw=request.get_data(as_text=True))
+
+    @app.post("/notes/peek")
+    def peek_then_create() -> Any:
+        raw = request.get_data(as_text=True)
+        return jsonify(**read_json(Note).model_dump(), raw=raw)
 
     return app.test_client()
 
@@ -51,7 +59,8 @@ def post_chunked(client: FlaskClient, body: bytes) -> Any:
         headers={**JSON, "Transfer-Encoding": "chunked"},
         environ_overrides={"wsgi.input": io.BytesIO(body), "wsgi.input_terminated": True},
     )
-    assert "CONTENT_LENGTH" not in response.request.environ
+    if response.status_code == 200:
+        assert response.get_json()["declared"] is None
     return response
 
 
@@ -73,7 +82,19 @@ def test_a_chunked_body_at_the_limit_is_read_whole(client: FlaskClient) -> None:
     body = note_of_size(LIMIT)
     response = post_chunked(client, body)
     assert response.status_code == 200, response.get_data(as_text=True)
-    assert response.get_json() == json.loads(body)
+    answer = response.get_json()
+    assert answer["text"] == json.loads(body)["text"]
+    assert answer["raw"] == body.decode()
+
+
+def test_the_body_stays_readable_before_and_after(client: FlaskClient) -> None:
+    body = note_of_size(LIMIT - 4)
+    after = client.post("/notes", data=body, headers=JSON).get_json()
+    assert after["raw"] == body.decode()
+    assert after["declared"] == str(len(body))
+    before = client.post("/notes/peek", data=body, headers=JSON)
+    assert before.status_code == 200, before.get_data(as_text=True)
+    assert before.get_json()["raw"] == body.decode()
 
 
 def test_a_declared_length_over_the_limit_is_the_same_problem(client: FlaskClient) -> None:

@@ -22,6 +22,7 @@ never cut short and then parsed.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from typing import Any, TypeVar
@@ -86,16 +87,20 @@ def validation_problem(error: ValidationError) -> Problem:
 def _read_body() -> bytes:
     """The whole body, or a 413 once it passes ``MAX_CONTENT_LENGTH``.
 
-    Werkzeug's own stream stops quietly at the limit when the body is chunked,
-    which would hand a truncated document to the parser; reading one byte past
-    the limit tells a body that fits from one that does not.
+    A body that declares its length goes through Werkzeug (cached, so other
+    code may read it too). A chunked one does not: Werkzeug's stream stops
+    quietly at the limit and would hand a truncated document to the parser.
+    It is read here up to one byte past the limit, which tells a body that fits
+    from one that does not, and put back in the environ for later readers.
     """
     limit = request.max_content_length
-    if limit is None:
-        return request.get_data(cache=True)
-    if request.content_length is not None and request.content_length > limit:
+    length = request.content_length
+    if length is not None and limit is not None and length > limit:
         raise _too_large(limit)
-    stream = get_input_stream(request.environ, max_content_length=limit + 1)
+    if limit is None or length is not None:
+        return request.get_data(cache=True)
+    environ = request.environ
+    stream = get_input_stream(environ, max_content_length=limit + 1)
     chunks: list[bytes] = []
     size = 0
     while size <= limit:
@@ -106,7 +111,10 @@ def _read_body() -> bytes:
         size += len(chunk)
     if size > limit:
         raise _too_large(limit)
-    return b"".join(chunks)
+    body = b"".join(chunks)
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    return body
 
 
 def _too_large(limit: int) -> Problem:
