@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 from flask import Flask, Response, current_app, make_response, request
 from flask_caching import Cache
 
-from .state import CONTROL_ATTR, current_version
+from .state import CONTROL_ATTR, cache_control, current_version
 
 __all__ = ["Caching", "cache_control", "cached", "invalidate"]
 
@@ -84,18 +84,6 @@ def invalidate(resource: str) -> None:
         logger.warning("could not invalidate %s; cached reads expire within the TTL", resource)
 
 
-def cache_control(value: str) -> Callable[[F], F]:
-    """Give a view its own ``Cache-Control`` on 200 GETs (the default is
-    ``LOCKGATE_CACHE_CONTROL``): ``no-store`` for probes, ``max-age`` for what
-    rarely changes."""
-
-    def decorate(view: F) -> F:
-        setattr(view, CONTROL_ATTR, value)
-        return view
-
-    return decorate
-
-
 def cached(
     resource: str, *, ttl: int | None = None, cache_control: str | None = None
 ) -> Callable[[F], F]:
@@ -132,7 +120,7 @@ def cached(
             return response
 
         if cache_control is not None:
-            setattr(wrapper, CONTROL_ATTR, cache_control)
+            setattr(wrapper, CONTROL_ATTR, cache_control)  # the parameter shadows the helper
         return wrapper  # type: ignore[return-value]
 
     return decorate

@@ -191,6 +191,17 @@ def route_template() -> str | None:
     """The route of this request, for metrics and logs: a rule template, never a
     raw path. A refused request (``/api/v0/users/5``) reports the route it asked
     for (``/api/v0/users/<int:id>``) when a served version has it."""
+    environ = request.environ
+    if _ROUTE_KEY not in environ:
+        environ[_ROUTE_KEY] = _route_template()
+    route: str | None = environ[_ROUTE_KEY]
+    return route
+
+
+_ROUTE_KEY = "lockgate.route"
+
+
+def _route_template() -> str | None:
     rule = request.url_rule
     if rule is None:
         return None
@@ -245,9 +256,8 @@ def add_version_headers(
     headers.extend(state.header_block(found.snapshot, version))
     if found.unversioned:
         _merge(headers, "Vary", state.vary)
-    if version is None:
+    if negotiated is None or version is None:
         return
-    assert negotiated is not None
     if negotiated.media_type:  # JSON answers only: a problem stays problem+json
         for index, (name, value) in enumerate(headers):
             if name.lower() == "content-type" and value.startswith("application/json"):

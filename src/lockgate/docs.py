@@ -14,7 +14,7 @@ from flask import Flask, Response, jsonify, send_from_directory
 from markupsafe import Markup
 
 from .openapi import build_openapi, catalog_entry
-from .state import CONTROL_ATTR, NEUTRAL_ATTR, VersioningState
+from .state import NEUTRAL_ATTR, VersioningState, cache_control
 from .versions import VersionStatus
 
 __all__ = ["register_docs"]
@@ -47,7 +47,7 @@ def register_docs(app: Flask, state: VersioningState) -> None:
         return jsonify([catalog_entry(state, v, now) for v in state.bundle.versions])
 
     # The catalog and the documents change only at lifecycle instants or deploys.
-    setattr(catalog, CONTROL_ATTR, "public, max-age=60")
+    cache_control("public, max-age=60")(catalog)
     _add(app, f"{state.prefix}/versions", "lockgate_versions", catalog)
     for version in state.bundle.versions:
         label = version.label
@@ -55,7 +55,7 @@ def register_docs(app: Flask, state: VersioningState) -> None:
         def spec(label: object = label) -> Response:
             return jsonify(build_openapi(app, state, label, state.clock()))  # type: ignore[arg-type]
 
-        setattr(spec, CONTROL_ATTR, "public, max-age=60")
+        cache_control("public, max-age=60")(spec)
         _add(
             app,
             f"{state.prefix}/v{label.text}/openapi.json",

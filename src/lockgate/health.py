@@ -17,7 +17,7 @@ from flask import Flask, Response, current_app, jsonify
 
 from .problems import problem_response
 from .serving import is_draining
-from .state import CONTROL_ATTR, NEUTRAL_ATTR
+from .state import NEUTRAL_ATTR, cache_control
 
 __all__ = ["Health"]
 
@@ -90,4 +90,4 @@ def _readyz() -> Response:
 
 for _view in (_healthz, _readyz):
     setattr(_view, NEUTRAL_ATTR, True)
-    setattr(_view, CONTROL_ATTR, "no-store")  # a probe must see now, never a copy
+    cache_control("no-store")(_view)  # a probe must see now, never a copy

@@ -22,7 +22,7 @@ from prometheus_client import (
 
 from .clients import client_label
 from .dispatch import route_template
-from .state import CONTROL_ATTR, NEUTRAL_ATTR, current_version, get_state
+from .state import NEUTRAL_ATTR, cache_control, current_version, get_state
 from .versions import VersionStatus
 
 __all__ = ["DEPRECATED", "LATENCY", "REQUESTS", "Metrics"]
@@ -104,4 +104,4 @@ def metrics_view() -> Response:
 
 
 setattr(metrics_view, NEUTRAL_ATTR, True)
-setattr(metrics_view, CONTROL_ATTR, "no-store")
+cache_control("no-store")(metrics_view)

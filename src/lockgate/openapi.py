@@ -188,9 +188,11 @@ def build_openapi(
 def _unique(operation_id: str, tag: str, taken: set[str]) -> str:
     """An ``operationId`` no other operation has (OpenAPI requires it): two
     blueprints may each have a ``show`` view, one view may serve two rules."""
-    candidates = [operation_id, f"{tag}_{operation_id}"]
-    candidates += [f"{tag}_{operation_id}_{n}" for n in range(2, len(taken) + 3)]
-    chosen = next(c for c in candidates if c not in taken)
+    chosen = operation_id if operation_id not in taken else f"{tag}_{operation_id}"
+    number = 2
+    while chosen in taken:
+        chosen = f"{tag}_{operation_id}_{number}"
+        number += 1
     taken.add(chosen)
     return chosen
 

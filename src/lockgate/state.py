@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, current_app, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -33,6 +33,7 @@ __all__ = [
 ENVIRON_KEY = "lockgate.version"
 #: The path the client asked for, kept when the dispatcher rewrites ``PATH_INFO``.
 ORIGINAL_PATH_KEY = "lockgate.original_path"
+F = TypeVar("F", bound=Callable[..., Any])
 NEUTRAL_ATTR = "_lockgate_neutral"
 #: A view's own ``Cache-Control`` (see :func:`lockgate.caching.cache_control`).
 CONTROL_ATTR = "_lockgate_cache_control"
@@ -221,6 +222,18 @@ class RouteIndex:
         except HTTPException:
             return False
         return True
+
+
+def cache_control(value: str) -> Callable[[F], F]:
+    """Give a view its own ``Cache-Control`` on 200 GETs (the default is
+    ``LOCKGATE_CACHE_CONTROL``): ``no-store`` for probes, ``max-age`` for what
+    rarely changes."""
+
+    def decorate(view: F) -> F:
+        setattr(view, CONTROL_ATTR, value)
+        return view
+
+    return decorate
 
 
 def get_state(app: Flask | None = None) -> VersioningState:

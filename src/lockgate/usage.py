@@ -17,7 +17,7 @@ from flask import Flask, Response, current_app, jsonify, request
 
 from .clients import client_label
 from .metrics import is_deprecated
-from .state import CONTROL_ATTR, NEUTRAL_ATTR, current_version
+from .state import NEUTRAL_ATTR, cache_control, current_version
 
 __all__ = ["Usage", "UsageRow"]
 
@@ -140,4 +140,4 @@ def usage_view() -> Response:
 
 
 setattr(usage_view, NEUTRAL_ATTR, True)
-setattr(usage_view, CONTROL_ATTR, "no-store")
+cache_control("no-store")(usage_view)
