@@ -135,9 +135,14 @@ def test_sigterm_drains_in_flight_requests(serve: Callable[..., Served], redis_u
         with httpx.Client(timeout=30) as client:
             return client.get(f"{served.base}/api/v1/slow", params={"seconds": 2}).status_code
 
+    store = redis.Redis.from_url(redis_url)
     worker = threading.Thread(target=lambda: results.extend(concurrently(20, slow)))
     worker.start()
-    time.sleep(0.7)  # all 20 are in flight
+    deadline = time.monotonic() + 20
+    while int(store.get("slowservice:started") or 0) < 20:  # all 20 are in flight
+        assert time.monotonic() < deadline, "the 20 slow requests did not all start"
+        time.sleep(0.02)
+    store.close()
     stopped_at = time.monotonic()
     served.process.send_signal(signal.SIGTERM)
     # "At once": readiness drops while the 2-second requests are still in flight.

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
+import redis
 from flask import Blueprint, Flask, request
 
 from lockgate import Version, Versioning
@@ -17,9 +19,14 @@ def create_app() -> Flask:
     versioning = Versioning(app, versions=[Version("1")])
     api = Blueprint("api", __name__)
 
+    url = os.environ.get("REDIS_URL")
+    started = redis.Redis.from_url(url) if url else None
+
     @api.get("/slow")
     def slow() -> Any:
         seconds = min(float(request.args.get("seconds", "2")), 10.0)
+        if started is not None:  # lets a test see every request in flight, across workers
+            started.incr("slowservice:started")
         time.sleep(seconds)
         return {"slept": seconds}
 
