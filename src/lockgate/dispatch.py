@@ -86,10 +86,6 @@ class VersionDispatcher:
         self, environ: WSGIEnvironment, path: str, state: VersioningState
     ) -> RequestVersion | None:
         routes = state.routes or state.route_index(self.app)
-        if path in routes.neutral_static or (
-            routes.neutral_dynamic is not None and routes.is_neutral(path)
-        ):
-            return None
         # The path is read here rather than by UrlReader: the split is needed anyway.
         prefix = state.prefix
         split = (
@@ -99,20 +95,21 @@ class VersionDispatcher:
         )
         rest = path[len(prefix) :] if split is None else split[1]
         unversioned = split is None
-        # ``/api/V1.0/openapi.json`` is ``/api/v1/openapi.json``, neutral too.
-        canonical = (
-            split is not None and split[0] in state.label_texts and path[len(prefix) + 1] == "v"
-        )
-        if not canonical and split is not None:
+        # Routing and neutrality go by the canonical spelling: /api/V1.0/x is /api/v1/x.
+        canonical = path
+        if split is not None and (
+            split[0] not in state.label_texts or path[len(prefix) + 1] != "v"
+        ):
             label = Label.parse(split[0])
             if label is not None:
-                respelled = f"{prefix}/v{label.text}{rest}"
-                if respelled in routes.neutral_static or (
-                    routes.neutral_dynamic is not None and routes.is_neutral(respelled)
-                ):
-                    environ[ORIGINAL_PATH_KEY] = path
-                    environ["PATH_INFO"] = respelled
-                    return None
+                canonical = f"{prefix}/v{label.text}{rest}"
+        if canonical in routes.neutral_static or (
+            routes.neutral_dynamic is not None and routes.is_neutral(canonical)
+        ):
+            if canonical != path:
+                environ[ORIGINAL_PATH_KEY] = path
+                environ["PATH_INFO"] = canonical
+            return None
         now = state.clock()
         snapshot = state.bundle.snapshot(now)
         key = (None if split is None else split[0], *map(environ.get, state.reader_keys))
@@ -133,7 +130,7 @@ class VersionDispatcher:
             except ApiVersionError as error:
                 found_ = RequestVersion(negotiated, error, unversioned, rest, snapshot)
                 return _refused(environ, found_)
-        if not canonical or split is None or split[0] != version.label.text:
+        if split is None or canonical != path or split[0] != version.label.text:
             environ[ORIGINAL_PATH_KEY] = path
             environ["PATH_INFO"] = f"{prefix}/v{version.label.text}{rest}"
         found_ = environ[ENVIRON_KEY] = RequestVersion(
