@@ -17,14 +17,16 @@ from functools import wraps
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-from flask import Flask, Response, current_app, make_response, request
+from flask import Flask, Response, current_app, g, make_response, request
 from flask_caching import Cache
 
 from .state import CONTROL_ATTR, cache_control, current_version
 
-__all__ = ["Caching", "cache_control", "cached", "invalidate"]
+__all__ = ["Caching", "cache_control", "cached", "invalidate", "prefetch"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: On a :func:`cached` view: the resource it reads.
+CACHED_ATTR = "_lockgate_cached_resource"
 logger = logging.getLogger("lockgate.caching")
 
 
@@ -79,7 +81,7 @@ def _safe(action: Callable[[], Any], default: Any = None) -> Any:
 
 def invalidate(resource: str) -> None:
     """A write changed ``resource``: no cached read of it is served again."""
-    backend = _cache().cache
+    backend: Any = _cache().cache  # a cachelib RedisCache: riders ride on Redis only
     if _safe(lambda: backend.inc(f"gen:{resource}"), None) is None:
         logger.warning("could not invalidate %s; cached reads expire within the TTL", resource)
 
@@ -99,31 +101,65 @@ def cached(
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if request.method != "GET" or not current_app.config["LOCKGATE_CACHE_ENABLED"]:
                 return view(*args, **kwargs)
-            version = current_version()
-            query = urlencode(sorted(request.args.items(multi=True)))
-            key = f"v{version.label.text if version else '-'}:{request.path}?{query}"
+            keys = _keys(resource)
             # One round trip: the resource's generation and the entry, which
-            # is valid only if it was stored under that same generation.
-            generation, hit = _safe(lambda: _cache().get_many(f"gen:{resource}", key), (None, None))
+            # is valid only if it was stored under that same generation. The
+            # rate limiter may have fetched both already, in its own round trip.
+            prefetched = g.pop("lockgate_cache_prefetched", None)
+            if prefetched is not None and prefetched[0] == keys:
+                generation, hit = prefetched[1]
+            else:
+                generation, hit = _safe(lambda: _cache().get_many(*keys), (None, None))
             generation = int(generation or 0)
-            if hit is not None and hit[0] == generation:
-                _, body, status, mimetype = hit
+            if isinstance(hit, tuple) and len(hit) == 5 and hit[0] == generation:
+                _, body, status, mimetype, etag = hit
                 response = Response(body, status=status, mimetype=mimetype)
+                response.set_etag(etag)  # hashed once, when stored
                 response.headers["X-Cache"] = "hit"
                 return response
             response = make_response(view(*args, **kwargs))
             if response.status_code == 200 and not response.direct_passthrough:
-                entry = (generation, response.get_data(), response.status_code, response.mimetype)
+                if "ETag" not in response.headers:
+                    response.add_etag()
+                etag, _ = response.get_etag()
+                entry = (generation, response.get_data(), 200, response.mimetype, etag)
                 timeout = ttl if ttl is not None else current_app.config["LOCKGATE_CACHE_TTL"]
-                _safe(lambda: _cache().set(key, entry, timeout=timeout))
+                _safe(lambda: _cache().set(keys[1], entry, timeout=timeout))
             response.headers["X-Cache"] = "miss"
             return response
 
         if cache_control is not None:
             setattr(wrapper, CONTROL_ATTR, cache_control)  # the parameter shadows the helper
+        setattr(wrapper, CACHED_ATTR, resource)
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def _keys(resource: str) -> tuple[str, str]:
+    """The generation key of ``resource`` and the entry key of this request."""
+    version = current_version()
+    query = urlencode(sorted(request.args.items(multi=True)))
+    return f"gen:{resource}", f"v{version.label.text if version else '-'}:{request.path}?{query}"
+
+
+def prefetch() -> tuple[list[str], Callable[[list[Any]], None]] | None:
+    """A :data:`lockgate.ratelimit.Rider`: a cached view's two reads, to travel
+    in the rate limiter's round trip (the same Redis holds both)."""
+    if request.method != "GET" or not current_app.config["LOCKGATE_CACHE_ENABLED"]:
+        return None
+    view = current_app.view_functions.get(request.endpoint or "")
+    resource = getattr(view, CACHED_ATTR, None)
+    if resource is None:
+        return None
+    backend: Any = _cache().cache  # a cachelib RedisCache: riders ride on Redis only
+    prefix = backend.key_prefix if isinstance(backend.key_prefix, str) else backend.key_prefix()
+    keys = _keys(resource)
+
+    def accept(values: list[Any]) -> None:
+        g.lockgate_cache_prefetched = (keys, [backend.serializer.loads(v) for v in values])
+
+    return [prefix + key for key in keys], accept
 
 
 def _conditional(response: Response) -> Response:

@@ -15,11 +15,11 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .caching import Caching
+from .caching import Caching, prefetch
 from .health import Health
 from .logs import RequestLogs
 from .metrics import Metrics
-from .ratelimit import RateLimits
+from .ratelimit import RateLimits, ride
 from .requestid import RequestIds
 from .usage import Usage
 
@@ -80,6 +80,10 @@ class Runtime:
             Health.add_check(app, "redis", _redis_check(app.config["REDIS_URL"]))
         Caching(app)
         RateLimits(app)
+        if app.config.get("REDIS_URL"):
+            # Cache and limiter share the Redis: a cached read's lookups
+            # travel with the limiter's count, one round trip for both.
+            ride(app, prefetch)
         Usage(app)
 
 

@@ -69,3 +69,35 @@ def test_server_side_cache_can_be_turned_off(make_app: Any) -> None:
     second = client.get("/api/v2/things")
     assert "X-Cache" not in second.headers
     assert second.headers["ETag"]  # HTTP revalidation still works
+
+
+def test_on_redis_a_cached_read_shares_the_limiters_round_trip(
+    make_app: Any, redis_url: str
+) -> None:
+    """The limiter's count and the cache's two reads go as one pipeline."""
+    import redis
+
+    client = make_app(REDIS_URL=redis_url, LOCKGATE_RATE_LIMIT="50/minute").test_client()
+    client.get("/api/v2/things")  # stores the entry
+    server = redis.Redis.from_url(redis_url)
+
+    def calls(command: str) -> int:
+        stats = server.info("commandstats").get(f"cmdstat_{command}", {})
+        return int(stats.get("calls", 0))
+
+    before = {name: calls(name) for name in ("eval", "evalsha", "mget")}
+    for _ in range(5):
+        hit = client.get("/api/v2/things")
+        assert hit.headers["X-Cache"] == "hit"
+        assert hit.headers["RateLimit-Remaining"]
+    after = {name: calls(name) for name in ("eval", "evalsha", "mget")}
+    # one pipelined EVAL + MGET per read: no separate EVALSHA, no second MGET
+    assert after["eval"] - before["eval"] == 5
+    assert after["mget"] - before["mget"] == 5
+    assert after["evalsha"] == before["evalsha"]
+    # and a write still shows at once
+    assert client.post("/api/v2/things").status_code == 201
+    fresh = client.get("/api/v2/things")
+    assert fresh.headers["X-Cache"] == "miss"
+    assert fresh.get_json()["count"] == 1
+    server.close()
