@@ -17,7 +17,7 @@ from functools import wraps
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-from flask import Flask, Response, current_app, g, make_response, request
+from flask import Flask, Response, current_app, make_response, request
 from flask_caching import Cache
 
 from .state import CONTROL_ATTR, cache_control, current_version
@@ -27,6 +27,8 @@ __all__ = ["Caching", "cache_control", "cached", "invalidate", "prefetch"]
 F = TypeVar("F", bound=Callable[..., Any])
 #: On a :func:`cached` view: the resource it reads.
 CACHED_ATTR = "_lockgate_cached_resource"
+#: Where the rate limiter's round trip leaves a cached view's two reads.
+PREFETCHED_KEY = "lockgate.cache_prefetched"
 logger = logging.getLogger("lockgate.caching")
 
 
@@ -105,24 +107,26 @@ def cached(
             # One round trip: the resource's generation and the entry, which
             # is valid only if it was stored under that same generation. The
             # rate limiter may have fetched both already, in its own round trip.
-            prefetched = g.pop("lockgate_cache_prefetched", None)
+            # Kept in the environ, not on ``g``: it belongs to this request only.
+            prefetched = request.environ.pop(PREFETCHED_KEY, None)
             if prefetched is not None and prefetched[0] == keys:
-                generation, hit = prefetched[1]
+                decode = prefetched[1]
+                generation, hit = _safe(decode, (None, None))
             else:
                 generation, hit = _safe(lambda: _cache().get_many(*keys), (None, None))
             generation = int(generation or 0)
-            if isinstance(hit, tuple) and len(hit) == 5 and hit[0] == generation:
-                _, body, status, mimetype, etag = hit
+            if isinstance(hit, tuple) and len(hit) == 6 and hit[0] == generation:
+                _, body, status, mimetype, etag, weak = hit
                 response = Response(body, status=status, mimetype=mimetype)
-                response.set_etag(etag)  # hashed once, when stored
+                response.set_etag(etag, weak=weak)  # hashed once, when stored
                 response.headers["X-Cache"] = "hit"
                 return response
             response = make_response(view(*args, **kwargs))
             if response.status_code == 200 and not response.direct_passthrough:
                 if "ETag" not in response.headers:
                     response.add_etag()
-                etag, _ = response.get_etag()
-                entry = (generation, response.get_data(), 200, response.mimetype, etag)
+                etag, weak = response.get_etag()
+                entry = (generation, response.get_data(), 200, response.mimetype, etag, weak)
                 timeout = ttl if ttl is not None else current_app.config["LOCKGATE_CACHE_TTL"]
                 _safe(lambda: _cache().set(keys[1], entry, timeout=timeout))
             response.headers["X-Cache"] = "miss"
@@ -157,7 +161,11 @@ def prefetch() -> tuple[list[str], Callable[[list[Any]], None]] | None:
     keys = _keys(resource)
 
     def accept(values: list[Any]) -> None:
-        g.lockgate_cache_prefetched = (keys, [backend.serializer.loads(v) for v in values])
+        # Decoded by the view, under the same failure handling as its own reads.
+        request.environ[PREFETCHED_KEY] = (
+            keys,
+            lambda: [backend.serializer.loads(value) for value in values],
+        )
 
     return [prefix + key for key in keys], accept
 

@@ -76,7 +76,9 @@ def configure_logging(stream: Any = None) -> None:
             structlog.processors.dict_tracebacks,
             structlog.processors.JSONRenderer(),
         ],
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        # One write() per line (PrintLogger writes the newline apart): lines of
+        # several workers sharing one stderr never interleave.
+        logger_factory=structlog.WriteLoggerFactory(stream or sys.stderr),
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(stream or sys.stderr)

@@ -101,3 +101,44 @@ def test_on_redis_a_cached_read_shares_the_limiters_round_trip(
     assert fresh.headers["X-Cache"] == "miss"
     assert fresh.get_json()["count"] == 1
     server.close()
+
+
+def test_an_unreadable_entry_is_a_miss_not_a_500(make_app: Any, redis_url: str) -> None:
+    import redis
+
+    for limits in ("50/minute", ""):  # with the limiter's shared round trip, and without
+        client = make_app(REDIS_URL=redis_url, LOCKGATE_RATE_LIMIT=limits).test_client()
+        server = redis.Redis.from_url(redis_url)
+        server.set("lockgate:cache:things:v2:/api/v2/things?", b"!")  # not a pickle
+        first = client.get("/api/v2/things")
+        assert first.status_code == 200, limits
+        assert first.headers["X-Cache"] == "miss"
+        assert client.get("/api/v2/things").headers["X-Cache"] == "hit"  # rewritten
+        server.close()
+
+
+def test_a_weak_etag_stays_weak_when_served_from_the_cache(clock: Any, redis_url: str) -> None:
+    from flask import Blueprint, Flask, jsonify
+
+    from lockgate import Version, Versioning
+    from lockgate.caching import cached
+    from lockgate.runtime import Runtime
+
+    app = Flask("weak")
+    app.config.update(TESTING=True, REDIS_URL=redis_url, LOCKGATE_SERVICE="weak")
+    versioning = Versioning(app, versions=[Version("1")], clock=clock)
+    api = Blueprint("api", __name__)
+
+    @api.get("/doc")
+    @cached("doc")
+    def doc() -> Any:
+        response = jsonify(revision=7)
+        response.set_etag("rev-7", weak=True)
+        return response
+
+    versioning.register_blueprint(api, version="1")
+    Runtime(app)
+    client = app.test_client()
+    miss, hit = client.get("/api/v1/doc"), client.get("/api/v1/doc")
+    assert (miss.headers["X-Cache"], hit.headers["X-Cache"]) == ("miss", "hit")
+    assert miss.headers["ETag"] == hit.headers["ETag"] == 'W/"rev-7"'
