@@ -163,3 +163,10 @@ def test_neutral_blueprint(app_factory: Any) -> None:
     response = app.test_client().get("/api/status?version=banana")
     assert response.status_code == 200
     assert "API-Version" not in response.headers
+
+
+def test_a_misspelt_setting_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="prefx"):
+        Versioning(versions=[Version("1")], prefx="/svc")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="vendr"):
+        Versioning().init_app(Flask("t"), versions=[Version("1")], vendr="x")  # type: ignore[call-arg]

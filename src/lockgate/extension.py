@@ -6,7 +6,7 @@ import re
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, request
@@ -49,9 +49,30 @@ _OPTIONS = {
 }
 
 
-def _given(**options: Any) -> dict[str, Any]:
-    """The options a caller actually passed (``None`` is a value: strict mode)."""
-    return {name: value for name, value in options.items() if value is not _UNSET}
+class Settings(TypedDict, total=False):
+    """The settings of :class:`Versioning` that have a ``LOCKGATE_*`` config key.
+
+    A key left out falls back to the config; ``default=None`` is a value
+    (strict mode), not a missing one.
+    """
+
+    vendor: str | None
+    default: str | None
+    readers: Sequence[str]
+    header: str
+    query: str
+    prefix: str
+
+
+def _checked(settings: Settings) -> Settings:
+    """``settings``, or a TypeError naming a keyword that is not one (as Python
+    itself would for a misspelt argument)."""
+    unknown = set(settings) - set(Settings.__annotations__)
+    if unknown:
+        raise TypeError(
+            f"Versioning got unexpected keyword arguments: {', '.join(sorted(unknown))}"
+        )
+    return settings
 
 
 def _system_clock() -> datetime:
@@ -82,23 +103,11 @@ class Versioning:
         app: Flask | None = None,
         *,
         versions: Iterable[Version] = _UNSET,
-        vendor: str | None = _UNSET,
-        default: str | None = _UNSET,
-        readers: Sequence[str] = _UNSET,
-        header: str = _UNSET,
-        query: str = _UNSET,
-        prefix: str = _UNSET,
         clock: Callable[[], datetime] | None = None,
+        **settings: Unpack[Settings],
     ) -> None:
         self.versions: tuple[Version, ...] | None = None if versions is _UNSET else tuple(versions)
-        self.options = _given(
-            vendor=vendor,
-            default=default,
-            readers=readers,
-            header=header,
-            query=query,
-            prefix=prefix,
-        )
+        self.options = _checked(settings)
         self.clock = clock
         self._registrations: list[tuple[Blueprint, tuple[str, ...], dict[str, Any]]] = []
         self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()
@@ -110,13 +119,8 @@ class Versioning:
         app: Flask,
         *,
         versions: Iterable[Version] | None = None,
-        vendor: str | None = _UNSET,
-        default: str | None = _UNSET,
-        readers: Sequence[str] = _UNSET,
-        header: str = _UNSET,
-        query: str = _UNSET,
-        prefix: str = _UNSET,
         clock: Callable[[], datetime] | None = None,
+        **settings: Unpack[Settings],
     ) -> None:
         """Set versioning up on ``app``.
 
@@ -137,18 +141,9 @@ class Versioning:
             raise RuntimeError("lockgate.Versioning is already registered on this app")
         for key, value in DEFAULTS.items():
             app.config.setdefault(key, value)
-        options = {name: app.config[key] for name, key in _OPTIONS.items()}
+        options: dict[str, Any] = {name: app.config[key] for name, key in _OPTIONS.items()}
         options.update(self.options)
-        options.update(
-            _given(
-                vendor=vendor,
-                default=default,
-                readers=readers,
-                header=header,
-                query=query,
-                prefix=prefix,
-            )
-        )
+        options.update(_checked(settings))
         chosen = tuple(versions) if versions is not None else self.versions
         if not chosen:
             raise ConfigurationError("Versioning needs versions=[Version(...), ...]")
