@@ -120,6 +120,12 @@ def app_factory(clock: Clock) -> Callable[..., Flask]:
 
 
 @pytest.fixture
+def app_and_versioning(clock: Clock) -> tuple[Flask, Versioning]:
+    """The test app and its extension, to register more blueprints on."""
+    return build_app(clock)
+
+
+@pytest.fixture
 def app(app_factory: Callable[..., Flask]) -> Flask:
     return app_factory()
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from flask import Blueprint, Flask
 
-from lockgate import ConfigurationError, Version, Versioning
+from lockgate import ConfigurationError, Version, Versioning, url_for
 
 from .conftest import NOW, Clock, example_versions
 
@@ -139,9 +139,8 @@ def test_url_for_follows_the_clients_scheme(client: Any) -> None:
 
 
 def test_url_for_another_version(app: Flask) -> None:
-    versioning = app.extensions["lockgate"].versioning
     with app.test_request_context("/api/v1/users"):
-        assert versioning.url_for("users.get_user", id=3, _version="2") == "/api/v2/users/3"
+        assert url_for("users.get_user", id=3, _version="2") == "/api/v2/users/3"
 
 
 def test_one_blueprint_serves_several_versions(client: Any) -> None:
@@ -152,8 +151,7 @@ def test_one_blueprint_serves_several_versions(client: Any) -> None:
 
 def test_neutral_blueprint(app_factory: Any) -> None:
     app = app_factory()
-    versioning = app.extensions["lockgate"].versioning
-    status = versioning.neutral(Blueprint("status", __name__, url_prefix="/api/status"))
+    status = Versioning().neutral(Blueprint("status", __name__, url_prefix="/api/status"))
 
     @status.get("")
     def show() -> dict[str, bool]:

@@ -77,17 +77,17 @@ def test_deprecation_headers_on_errors_too(client: Any) -> None:
         assert response.headers["Sunset"] == SUNSET_V1
 
 
-def test_successor_link_only_where_the_successor_has_the_route(app_factory: Any) -> None:
+def test_successor_link_only_where_the_successor_has_the_route(app_and_versioning: Any) -> None:
     from flask import Blueprint
 
-    app = app_factory()
+    app, versioning = app_and_versioning
     extra = Blueprint("legacy", __name__)
 
     @extra.get("/legacy")
     def legacy() -> dict[str, bool]:
         return {"ok": True}
 
-    app.extensions["lockgate"].versioning.register_blueprint(extra, version="1")
+    versioning.register_blueprint(extra, version="1")
     response = app.test_client().get("/api/v1/legacy")
     assert response.status_code == 200
     assert response.headers["Deprecation"] == DEPRECATION_V1
@@ -116,17 +116,16 @@ def test_deprecation_is_announced_before_it_arrives(clock: Any, client: Any) -> 
     assert response.headers["API-Deprecated-Versions"] == "1"
 
 
-def test_view_links_are_kept(app_factory: Any) -> None:
+def test_view_links_are_kept(app_and_versioning: Any) -> None:
     from flask import Blueprint
 
-    app = app_factory()
+    app, versioning = app_and_versioning
     extra = Blueprint("paged", __name__)
 
     @extra.get("/paged")
     def paged() -> Any:
         return {"ok": True}, 200, {"Link": '</api/v1/paged?page=2>; rel="next"'}
 
-    versioning = app.extensions["lockgate"].versioning
     versioning.register_blueprint(extra, versions=("1", "2"))
     found = links(app.test_client().get("/api/v1/paged"))
     assert '</api/v1/paged?page=2>; rel="next"' in found

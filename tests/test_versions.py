@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from lockgate import ConfigurationError, Version, VersionStatus
-from lockgate.versions import Label
+from lockgate.versioning.versions import Label
 
 
 @pytest.mark.parametrize(

@@ -7,16 +7,15 @@ one version reads back through the other.
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
 
 from lockgate import Versioning
-from lockgate.caching import invalidate
+from lockgate.config import environment_settings
 from lockgate.fleet.database import database_url, normalize_url
-from lockgate.health import Health
-from lockgate.runtime import Runtime
+from lockgate.runtime import Runtime, invalidate
 
 from . import guide, v1, v2
 from .store import UserStore, make_engine
@@ -25,34 +24,38 @@ from .versions import users_versions
 __all__ = ["create_app"]
 
 
-def create_app(config: dict[str, Any] | None = None) -> Flask:
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the users service.
 
-    Config: ``DATABASE_URL`` (default: SQLite in ``$LOCKGATE_DATA_DIR``),
-    ``PUBLIC_URL`` (makes the deprecation policy link absolute),
-    ``MAX_CONTENT_LENGTH`` (1 MiB), and the runtime's keys (``REDIS_URL``,
-    ``LOCKGATE_RATE_LIMIT``, ...; see :class:`lockgate.runtime.Runtime`).
+    Config, later wins: the defaults below, then ``LOCKGATE_*`` and
+    ``DATABASE_URL`` from the environment, then ``test_config``. Keys:
+    ``DATABASE_URL`` (default: SQLite in ``$LOCKGATE_DATA_DIR``),
+    ``LOCKGATE_PUBLIC_URL`` (makes the deprecation policy link absolute),
+    ``MAX_CONTENT_LENGTH`` (1 MiB), ``LOCKGATE_LIFECYCLE_FILE``, and the
+    runtime's keys (``REDIS_URL``, ``LOCKGATE_RATE_LIMIT``, ...; see
+    :class:`lockgate.runtime.Runtime`).
     """
     app = Flask(__name__)
     app.config.from_mapping(
         DATABASE_URL=None,
-        PUBLIC_URL=os.environ.get("LOCKGATE_PUBLIC_URL", ""),
+        LOCKGATE_PUBLIC_URL="",
         MAX_CONTENT_LENGTH=1024 * 1024,
         LOCKGATE_TITLE="lockgate users",
         LOCKGATE_VENDOR="lockgate",
         LOCKGATE_SERVICE="users",
     )
-    if config:
-        app.config.from_mapping(config)
+    app.config.update(environment_settings(extra=("DATABASE_URL", "REDIS_URL")))
+    if test_config is not None:
+        app.config.from_mapping(test_config)
     url = normalize_url(app.config["DATABASE_URL"] or database_url("users"))
 
     store = UserStore(make_engine(url), on_change=lambda: invalidate("users"))
     app.extensions["users.store"] = store
 
-    versioning = Versioning(app, versions=users_versions(app.config["PUBLIC_URL"]))
+    versioning = Versioning(app, versions=users_versions(app.config["LOCKGATE_PUBLIC_URL"]))
     versioning.register_blueprint(v1.bp, version="1")
     versioning.register_blueprint(v2.bp, version="2")
     app.register_blueprint(versioning.neutral(guide.bp))
-    Runtime(app)
-    Health.add_check(app, "database", store.ping)
+    runtime = Runtime().init_app(app)
+    runtime.health.add_check("database", store.ping)
     return app

@@ -1,20 +1,19 @@
 """The users API's versions and their default lifecycle.
 
 An operator moves these dates with ``LOCKGATE_LIFECYCLE_FILE`` (table
-``[users.<version>]``) without a release.
+``[users.<version>]``) without a release; ``Versioning.init_app`` applies it.
 """
 
 from __future__ import annotations
 
 from lockgate import Version
-from lockgate.fleet import apply_lifecycle_file
 
 GUIDE_PATH = "/docs/migrations/v1-to-v2"
 
 
 def users_versions(public_url: str = "") -> list[Version]:
     """v0 retired, v1 deprecated with v2 as successor, v2 current."""
-    defaults = [
+    return [
         Version("0", sunset="2025-06-30", successor="2"),
         Version(
             "1",
@@ -25,4 +24,3 @@ def users_versions(public_url: str = "") -> list[Version]:
         ),
         Version("2"),
     ]
-    return apply_lifecycle_file("users", defaults)

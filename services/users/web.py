@@ -8,8 +8,7 @@ from typing import Annotated, Any, TypeVar
 from flask import Response, current_app, jsonify, request
 from pydantic import AfterValidator, BaseModel, StringConstraints, ValidationError
 
-from lockgate import Problem
-from lockgate.state import get_state
+from lockgate import Problem, url_for
 
 from .domain import DuplicateEmail, User
 from .store import UserStore
@@ -77,7 +76,7 @@ def remove(user_id: int) -> Response:
 
 def created(body: dict[str, Any], user: User) -> tuple[Response, int, dict[str, str]]:
     """201 with the new user's URL in the scheme the client used."""
-    location = get_state().versioning.url_for("users.get_user", user_id=user.id)
+    location = url_for("users.get_user", user_id=user.id)
     return jsonify(body), 201, {"Location": location}
 
 

@@ -1,7 +1,12 @@
 """lockgate: versioned, scalable Flask microservices.
 
 The versioning core is :class:`Versioning`; everything not in ``__all__`` is
-private and may change.
+private and may change. The packages, each with its rule at its top:
+``versioning`` (stands alone), ``openapi`` (reads versioning), ``runtime``
+(reads versioning through :func:`request_version`), ``serving`` (runs apps
+under gunicorn, granian or uWSGI) and ``fleet`` (the manifest and the
+``lockgate`` CLI, which knows all of them). Arrows point one way, and the
+library never imports ``services/``.
 """
 
 from __future__ import annotations
@@ -17,11 +22,17 @@ from .errors import (
     LockgateError,
     UnsupportedApiVersion,
 )
-from .extension import Versioning
 from .openapi import operation
 from .problems import Problem, problem_response
-from .state import current_version
-from .versions import Version, VersionStatus
+from .versioning import (
+    RequestVersion,
+    Version,
+    Versioning,
+    VersionStatus,
+    current_version,
+    request_version,
+    url_for,
+)
 
 __all__ = [
     "AmbiguousApiVersion",
@@ -33,6 +44,7 @@ __all__ = [
     "InvalidApiVersion",
     "LockgateError",
     "Problem",
+    "RequestVersion",
     "UnsupportedApiVersion",
     "Version",
     "VersionStatus",
@@ -40,4 +52,6 @@ __all__ = [
     "current_version",
     "operation",
     "problem_response",
+    "request_version",
+    "url_for",
 ]

@@ -17,9 +17,18 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
 
 from .errors import ApiVersionError
-from .state import ORIGINAL_PATH_KEY
 
-__all__ = ["PROBLEM_JSON", "Problem", "handle_http_exception", "problem_response"]
+__all__ = [
+    "ORIGINAL_PATH_KEY",
+    "PROBLEM_JSON",
+    "Problem",
+    "handle_http_exception",
+    "problem_response",
+]
+
+#: The path the client asked for, kept in the environ when versioning rewrites
+#: ``PATH_INFO``: a problem's ``instance`` names what the client sent.
+ORIGINAL_PATH_KEY = "lockgate.original_path"
 
 PROBLEM_JSON = "application/problem+json"
 DEFAULT_TYPE_BASE = "https://lockgate.dev/problems/"

@@ -11,9 +11,7 @@ import redis
 from flask import Blueprint, Flask, jsonify
 
 from lockgate import Version, Versioning
-from lockgate.caching import cached, invalidate
-from lockgate.ratelimit import limit
-from lockgate.runtime import Runtime
+from lockgate.runtime import Runtime, cached, invalidate, limit
 
 from ..conftest import Clock
 

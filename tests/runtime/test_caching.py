@@ -121,8 +121,7 @@ def test_a_weak_etag_stays_weak_when_served_from_the_cache(clock: Any, redis_url
     from flask import Blueprint, Flask, jsonify
 
     from lockgate import Version, Versioning
-    from lockgate.caching import cached
-    from lockgate.runtime import Runtime
+    from lockgate.runtime import Runtime, cached
 
     app = Flask("weak")
     app.config.update(TESTING=True, REDIS_URL=redis_url, LOCKGATE_SERVICE="weak")

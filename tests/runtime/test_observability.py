@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from lockgate.logs import configure_logging
+from lockgate.runtime.logs import configure_logging
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from lockgate import operation
 from lockgate.bodies import read_json
-from lockgate.caching import cached
+from lockgate.runtime import cached
 
 from ..domain import User, split_name
 from ..web import Email, create, created, existing, query, reject_nulls, remove, store, update

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lockgate import Problem, operation
 from lockgate.bodies import read_json
-from lockgate.caching import cached
+from lockgate.runtime import cached
 
 from ..domain import User, rfc3339
 from ..web import (

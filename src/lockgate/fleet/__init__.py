@@ -7,14 +7,12 @@ serve`` read it, and so does every generator of deployment files.
 from __future__ import annotations
 
 from .front import FleetApp, create_fleet_app
-from .lifecycle_file import apply_lifecycle_file
 from .manifest import Fleet, Service, load_manifest
 
 __all__ = [
     "Fleet",
     "FleetApp",
     "Service",
-    "apply_lifecycle_file",
     "create_fleet_app",
     "load_manifest",
 ]

@@ -106,8 +106,8 @@ def serve(
     """Serve the fleet for production: several workers, graceful drain on SIGTERM."""
     from ..serving import ServeOptions, check_options
     from ..serving import serve as run_server
+    from ..versioning.lifecycle_file import check_services
     from .database import upgrade_fleet
-    from .lifecycle_file import check_services
     from .manifest import load_manifest
 
     options = ServeOptions(
@@ -154,10 +154,10 @@ def _server_dates(app: Any) -> Any:
 @manifest_option
 def versions(service: str | None, manifest: str) -> None:
     """Print each service's version catalog as a table."""
-    from ..cli import table_console, versions_table
-    from ..state import get_state
+    from ..openapi import table_console, versions_table
+    from ..versioning import get_state
+    from ..versioning.lifecycle_file import check_services
     from .front import load_service_app
-    from .lifecycle_file import check_services
     from .manifest import load_manifest
 
     try:
@@ -178,10 +178,10 @@ def versions(service: str | None, manifest: str) -> None:
 @manifest_option
 def openapi(service: str, label: str, manifest: str) -> None:
     """Print one service version's OpenAPI document."""
-    from ..cli import openapi_json
-    from ..state import get_state
+    from ..openapi import openapi_json
+    from ..versioning import get_state
+    from ..versioning.lifecycle_file import check_services
     from .front import load_service_app
-    from .lifecycle_file import check_services
     from .manifest import load_manifest
 
     try:
@@ -230,7 +230,7 @@ def usage(url: str, service: str | None) -> None:
 
     from rich.table import Table
 
-    from ..cli import table_console
+    from ..openapi import table_console
 
     target = f"{url.rstrip('/')}/usage" + (f"?service={service}" if service else "")
     try:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
-from .lifecycle_file import check_services
+from ..versioning.lifecycle_file import check_services
 from .manifest import Fleet, load_manifest
 
 if TYPE_CHECKING:

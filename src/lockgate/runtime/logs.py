@@ -17,10 +17,10 @@ from typing import Any
 import structlog
 from flask import Flask, Response, current_app, g, request
 
-from .clients import client_label
-from .dispatch import route_template
+from ..versioning import request_version
+from ..versioning.middleware import route_template
+from .callers import client_label
 from .requestid import request_id
-from .state import current_version
 
 __all__ = ["RequestLogs", "configure_logging", "logging_config"]
 
@@ -111,7 +111,8 @@ class RequestLogs:
         @app.before_request
         def bind() -> None:
             g.lockgate_started = time.perf_counter()
-            version = current_version()
+            found = request_version()
+            version = None if found is None else found.version
             structlog.contextvars.clear_contextvars()
             structlog.contextvars.bind_contextvars(
                 request_id=request_id(),
@@ -123,7 +124,8 @@ class RequestLogs:
         def log(response: Response) -> Response:
             if current_app.config["LOCKGATE_ACCESS_LOG"]:
                 elapsed = time.perf_counter() - g.get("lockgate_started", time.perf_counter())
-                version = current_version()
+                found = request_version()
+                version = None if found is None else found.version
                 current_app.extensions["lockgate.logs"].info(
                     "request",
                     request_id=request_id(),

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
 from .versions import Label, Version, VersionStatus
 
 __all__ = ["Snapshot", "VersionBundle"]

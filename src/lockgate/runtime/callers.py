@@ -8,10 +8,21 @@ the real client, not the proxy) or the ``User-Agent`` family (for usage).
 from __future__ import annotations
 
 import re
+import threading
 
 from flask import g, request
 
-__all__ = ["client_key", "client_label", "set_client", "user_agent_family"]
+__all__ = [
+    "OTHER",
+    "BoundedLabels",
+    "client_key",
+    "client_label",
+    "set_client",
+    "user_agent_family",
+]
+
+#: The label every client past the bound is counted under.
+OTHER = "other"
 
 _PRODUCT = re.compile(r"\s*([A-Za-z][A-Za-z0-9._-]{0,63})")
 
@@ -39,3 +50,26 @@ def client_label() -> str:
     """Usage-report identity: the authenticated id, else the User-Agent family."""
     client = g.get("lockgate_client")
     return str(client) if client else user_agent_family(request.headers.get("User-Agent"))
+
+
+class BoundedLabels:
+    """The first ``limit`` distinct clients per group keep their name; later ones
+    are :data:`OTHER`, so callers cannot grow a metric or a report without bound."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.seen: dict[str, set[str]] = {}
+        self.lock = threading.Lock()
+
+    def label(self, group: str, client: str) -> str:
+        names = self.seen.get(group)
+        if names is not None and client in names:
+            return client
+        with self.lock:
+            names = self.seen.setdefault(group, set())
+            if client in names:
+                return client
+            if len(names) >= self.limit:
+                return OTHER
+            names.add(client)
+            return client

@@ -1,7 +1,13 @@
-"""The Flask extension: :class:`Versioning`."""
+"""The Flask extension: :class:`Versioning`, and :func:`url_for` in the served version.
+
+Other packages add routes of their own when versioning is set up on an app
+(the OpenAPI documents and ``/docs``, the ``flask api`` commands) through
+:func:`on_init`, so versioning never imports them.
+"""
 
 from __future__ import annotations
 
+import os
 import re
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -13,15 +19,33 @@ from flask import Blueprint, Flask, request
 from flask import url_for as flask_url_for
 from werkzeug.exceptions import HTTPException, NotFound
 
-from . import dispatch
+from ..errors import ConfigurationError
+from ..problems import handle_http_exception
+from ..views import mark_neutral
+from . import middleware
 from .bundle import VersionBundle
-from .errors import ConfigurationError
-from .problems import handle_http_exception
+from .lifecycle_file import LIFECYCLE_ENV, apply_lifecycle_file
 from .readers import HeaderReader, MediaTypeReader, QueryReader, Reader
-from .state import ENVIRON_KEY, NEUTRAL_ATTR, RequestVersion, VersioningState, get_state
+from .state import ENVIRON_KEY, RequestVersion, VersioningState, get_state
 from .versions import Label, Version
 
-__all__ = ["Versioning"]
+__all__ = ["Versioning", "on_init", "url_for"]
+
+#: Called as ``hook(app, state)`` at the end of every :meth:`Versioning.init_app`.
+InitHook = Callable[[Flask, VersioningState], None]
+_INIT_HOOKS: list[InitHook] = []
+
+
+def on_init(hook: InitHook) -> InitHook:
+    """Run ``hook(app, state)`` whenever versioning is set up on an app.
+
+    How a package above versioning (``lockgate.openapi``) adds its routes
+    without versioning importing it. Registering the same hook twice is a no-op.
+    """
+    if hook not in _INIT_HOOKS:
+        _INIT_HOOKS.append(hook)
+    return hook
+
 
 T = TypeVar("T")
 _UNSET: Any = object()
@@ -148,9 +172,17 @@ class Versioning:
         if not chosen:
             raise ConfigurationError("Versioning needs versions=[Version(...), ...]")
         now_fn = clock or self.clock or _system_clock
+        lifecycle_file = app.config.get(LIFECYCLE_ENV) or os.environ.get(LIFECYCLE_ENV)
+        if lifecycle_file:
+            # An operator's dates win over the code's, without a release.
+            service = app.config.get("LOCKGATE_SERVICE") or app.name
+            chosen = tuple(
+                apply_lifecycle_file(
+                    service, chosen, default=options["default"], path=lifecycle_file, now=now_fn()
+                )
+            )
         prefix = "/" + str(options["prefix"]).strip("/")
         state = VersioningState(
-            versioning=self,
             bundle=VersionBundle(chosen, options["default"], now_fn()),
             readers=_make_readers(options),
             prefix=prefix,
@@ -161,20 +193,17 @@ class Versioning:
         )
         app.extensions["lockgate"] = state
         app.register_error_handler(HTTPException, handle_http_exception)
-        app.register_error_handler(NotFound, dispatch.handle_not_found)
+        app.register_error_handler(NotFound, middleware.handle_not_found)
         app.add_url_rule(
-            dispatch.ERROR_PATH,
+            middleware.ERROR_PATH,
             "lockgate_refused",
-            dispatch.raise_recorded,
+            middleware.raise_recorded,
             methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
             provide_automatic_options=False,
         )
-        app.wsgi_app = dispatch.VersionDispatcher(app.wsgi_app, app)  # type: ignore[method-assign]
-        from .cli import api_cli
-        from .docs import register_docs
-
-        register_docs(app, state)
-        app.cli.add_command(api_cli)
+        app.wsgi_app = middleware.VersionDispatcher(app.wsgi_app, app)  # type: ignore[method-assign]
+        for hook in _INIT_HOOKS:
+            hook(app, state)
         self._apps.add(app)
         for blueprint, labels, options_ in self._registrations:
             self._register(app, blueprint, labels, options_)
@@ -227,41 +256,47 @@ class Versioning:
         A neutral route answers with any version or none, ignores version
         parameters and carries no version headers.
         """
-        setattr(view, NEUTRAL_ATTR, True)
-        return view
+        return mark_neutral(view)
 
     def url_for(self, endpoint: str, *, _version: str | None = None, **values: Any) -> str:
-        """Build a URL to ``endpoint`` in the version and scheme the client used.
+        """:func:`url_for`, kept on the extension for convenience."""
+        return url_for(endpoint, _version=_version, **values)
 
-        A client that put the version in the path gets a versioned path; one
-        that used a header or media type gets the unversioned path; one that
-        used the query gets the query parameter back. ``_version`` links to
-        another version explicitly (always in the path).
-        """
-        state = get_state()
-        found: RequestVersion | None = request.environ.get(ENVIRON_KEY)
-        served = found.version if found is not None else None
-        label = Label.parse(_version) if _version is not None else None
-        if label is None and served is not None:
-            label = served.label
-        if label is None:
-            default = state.bundle.snapshot(state.clock()).default
-            label = None if default is None else default.label
-        head, dot, tail = endpoint.partition(".")
-        if label is not None and dot:
-            head = state.blueprint_names.get((head, label), head)
-        url = flask_url_for(f"{head}{dot}{tail}", **values)
-        if _version is not None or found is None or found.negotiated is None:
-            return url
-        source = found.negotiated.source
-        marker = f"{state.prefix}/v{found.negotiated.version.label.text}"
-        if source == "url" or not url.startswith(marker):
-            return url
-        url = state.prefix + url[len(marker) :]
-        if source == "query":
-            joiner = "&" if "?" in url else "?"
-            url += joiner + urlencode({state.query: found.negotiated.version.label.text})
+
+def url_for(endpoint: str, *, _version: str | None = None, **values: Any) -> str:
+    """Build a URL to ``endpoint`` in the version and scheme the client used.
+
+    A client that put the version in the path gets a versioned path; one
+    that used a header or media type gets the unversioned path; one that
+    used the query gets the query parameter back. ``_version`` links to
+    another version explicitly (always in the path). ``endpoint`` is the
+    plain ``<blueprint>.<view>``, whatever version it is registered for.
+    """
+    state = get_state()
+    found: RequestVersion | None = request.environ.get(ENVIRON_KEY)
+    served = found.version if found is not None else None
+    label = Label.parse(_version) if _version is not None else None
+    if label is None and served is not None:
+        label = served.label
+    if label is None:
+        snapshot = found.snapshot if found is not None else state.bundle.snapshot(state.clock())
+        default = snapshot.default
+        label = None if default is None else default.label
+    head, dot, tail = endpoint.partition(".")
+    if label is not None and dot:
+        head = state.blueprint_names.get((head, label), head)
+    url = flask_url_for(f"{head}{dot}{tail}", **values)
+    if _version is not None or found is None or found.negotiated is None:
         return url
+    source = found.negotiated.source
+    marker = f"{state.prefix}/v{found.negotiated.version.label.text}"
+    if source == "url" or not url.startswith(marker):
+        return url
+    url = state.prefix + url[len(marker) :]
+    if source == "query":
+        joiner = "&" if "?" in url else "?"
+        url += joiner + urlencode({state.query: found.negotiated.version.label.text})
+    return url
 
 
 def _make_readers(options: dict[str, Any]) -> tuple[Reader, ...]:

@@ -13,9 +13,9 @@ import flask_swagger_ui
 from flask import Flask, Response, jsonify, send_from_directory
 from markupsafe import Markup
 
-from .openapi import build_openapi, catalog_entry
-from .state import NEUTRAL_ATTR, VersioningState, cache_control
-from .versions import VersionStatus
+from ..versioning import VersioningState, VersionStatus
+from ..views import cache_control, mark_neutral
+from .documents import build_openapi, catalog_entry
 
 __all__ = ["register_docs"]
 
@@ -113,5 +113,5 @@ def register_docs(app: Flask, state: VersioningState) -> None:
 
 
 def _add(app: Flask, rule: str, endpoint: str, view: object) -> None:
-    setattr(view, NEUTRAL_ATTR, True)
+    mark_neutral(view)
     app.add_url_rule(rule, endpoint, view)  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from functools import lru_cache, total_ordering
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
 
 __all__ = ["Label", "Version", "VersionStatus", "parse_instant"]
 

@@ -1,12 +1,14 @@
 """HTTP caching: strong ETags with 304s, ``Cache-Control``, and server-side cached reads.
 
 Every successful GET gets a strong ``ETag`` (a hash of its body) and answers
-``If-None-Match`` with 304. A view marked :func:`cached` is also kept in
-Flask-Caching (Redis with ``REDIS_URL``, else in process) under a key of
-service, version, path and canonical query, so v1 and v2 never share an
-entry. Invalidation is by generation: a write to a resource bumps its
-counter, and an entry counts only if it was stored under the current one, so
-no stale entry can be read again.
+``If-None-Match`` with 304. A view marked :func:`cached` is also kept in a
+cachelib cache (``LOCKGATE_CACHE_URL``, by default the app's one Redis
+client of ``REDIS_URL``, else in process) under a key of service, version,
+path and the query parameters the view reads (its ``operation(query=...)``
+model's fields), so v1 and v2 never share an entry and junk parameters do
+not multiply entries. Invalidation is by generation: a write to a resource
+bumps its counter, and an entry counts only if it was stored under the
+current one, so no stale entry can be read again.
 """
 
 from __future__ import annotations
@@ -17,10 +19,14 @@ from functools import wraps
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
+import redis
+from cachelib import BaseCache, RedisCache, SimpleCache
 from flask import Flask, Response, current_app, make_response, request
-from flask_caching import Cache
 
-from .state import CONTROL_ATTR, cache_control, current_version
+from ..versioning import current_version
+from ..views import CONTROL_ATTR, QUERY_ATTR, cache_control
+from .redis import redis_client
+from .settings import service_name, settle
 
 __all__ = ["Caching", "cache_control", "cached", "invalidate", "prefetch"]
 
@@ -42,33 +48,50 @@ class Caching:
     def init_app(self, app: Flask) -> None:
         """Set caching up on ``app``.
 
-        Reads ``REDIS_URL`` (none: an in-process cache), ``LOCKGATE_SERVICE``
-        (key namespace), ``LOCKGATE_CACHE_ENABLED`` (True: serve :func:`cached`
-        views from the cache), ``LOCKGATE_CACHE_TTL`` (30 s),
-        ``LOCKGATE_CACHE_CONTROL`` (``"no-cache"``: revalidate with the ETag).
+        Reads ``LOCKGATE_CACHE_URL`` (default: ``REDIS_URL``'s client; neither:
+        an in-process cache), ``LOCKGATE_SERVICE`` (key namespace),
+        ``LOCKGATE_CACHE_ENABLED`` (True: serve :func:`cached` views from the
+        cache), ``LOCKGATE_CACHE_TTL`` (30 s), ``LOCKGATE_CACHE_CONTROL``
+        (``"no-cache"``: revalidate with the ETag).
         """
         if "lockgate.caching" in app.extensions:
             raise RuntimeError("lockgate.Caching is already registered on this app")
-        app.config.setdefault("LOCKGATE_CACHE_ENABLED", True)
-        app.config.setdefault("LOCKGATE_CACHE_TTL", 30)
-        app.config.setdefault("LOCKGATE_CACHE_CONTROL", "no-cache")
-        service = app.config.get("LOCKGATE_SERVICE") or app.name
-        settings: dict[str, Any] = {
-            "CACHE_DEFAULT_TIMEOUT": app.config["LOCKGATE_CACHE_TTL"],
-            "CACHE_KEY_PREFIX": f"lockgate:cache:{service}:",
-        }
-        if app.config.get("REDIS_URL"):
-            settings.update(CACHE_TYPE="RedisCache", CACHE_REDIS_URL=app.config["REDIS_URL"])
-        else:
-            settings.update(CACHE_TYPE="SimpleCache", CACHE_THRESHOLD=10000)
-        cache = Cache()
-        cache.init_app(app, config=settings)
-        app.extensions["lockgate.caching"] = cache
+        settle(app)
+        app.extensions["lockgate.caching"] = make_cache(app)
         app.after_request(_conditional)
 
+    @staticmethod
+    def on_redis(app: Flask) -> bool:
+        """Whether ``app``'s cached reads live on its one Redis client (so they
+        can ride in the rate limiter's round trip)."""
+        cache = app.extensions["lockgate.caching"]
+        client = redis_client(app)
+        return isinstance(cache, RedisCache) and client is not None and cache._read_client is client
 
-def _cache() -> Cache:
-    found: Cache = current_app.extensions["lockgate.caching"]
+
+def make_cache(app: Flask) -> BaseCache:
+    """The cache for ``app``'s settings."""
+    prefix = f"lockgate:cache:{service_name(app)}:"
+    ttl = int(app.config["LOCKGATE_CACHE_TTL"])
+    url = app.config.get("LOCKGATE_CACHE_URL")
+    if url and str(url).startswith("memcached://"):
+        from .memcached import memcached_cache  # the cache extra: pymemcache
+
+        return memcached_cache(str(url), prefix, ttl)
+    if url:
+        return RedisCache(host=redis_from_url(str(url)), key_prefix=prefix, default_timeout=ttl)
+    client = redis_client(app)
+    if client is not None:
+        return RedisCache(host=client, key_prefix=prefix, default_timeout=ttl)
+    return SimpleCache(threshold=10000, default_timeout=ttl)
+
+
+def redis_from_url(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+
+
+def _cache() -> BaseCache:
+    found: BaseCache = current_app.extensions["lockgate.caching"]
     return found
 
 
@@ -83,7 +106,7 @@ def _safe(action: Callable[[], Any], default: Any = None) -> Any:
 
 def invalidate(resource: str) -> None:
     """A write changed ``resource``: no cached read of it is served again."""
-    backend: Any = _cache().cache  # a cachelib RedisCache: riders ride on Redis only
+    backend = _cache()
     if _safe(lambda: backend.inc(f"gen:{resource}"), None) is None:
         logger.warning("could not invalidate %s; cached reads expire within the TTL", resource)
 
@@ -99,11 +122,14 @@ def cached(
     """
 
     def decorate(view: F) -> F:
+        # The parameters the view reads (its declared query model); None: all.
+        params: frozenset[str] | None = getattr(view, QUERY_ATTR, None)
+
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if request.method != "GET" or not current_app.config["LOCKGATE_CACHE_ENABLED"]:
                 return view(*args, **kwargs)
-            keys = _keys(resource)
+            keys = _keys(resource, params)
             # One round trip: the resource's generation and the entry, which
             # is valid only if it was stored under that same generation. The
             # rate limiter may have fetched both already, in its own round trip.
@@ -140,10 +166,14 @@ def cached(
     return decorate
 
 
-def _keys(resource: str) -> tuple[str, str]:
-    """The generation key of ``resource`` and the entry key of this request."""
+def _keys(resource: str, params: frozenset[str] | None) -> tuple[str, str]:
+    """The generation key of ``resource`` and the entry key of this request:
+    only the parameters the view reads are part of it."""
     version = current_version()
-    query = urlencode(sorted(request.args.items(multi=True)))
+    items = request.args.items(multi=True)
+    if params is not None:
+        items = ((name, value) for name, value in items if name in params)
+    query = urlencode(sorted(items))
     return f"gen:{resource}", f"v{version.label.text if version else '-'}:{request.path}?{query}"
 
 
@@ -156,9 +186,9 @@ def prefetch() -> tuple[list[str], Callable[[list[Any]], None]] | None:
     resource = getattr(view, CACHED_ATTR, None)
     if resource is None:
         return None
-    backend: Any = _cache().cache  # a cachelib RedisCache: riders ride on Redis only
+    backend: Any = _cache()  # a cachelib RedisCache: riders ride on Redis only
     prefix = backend.key_prefix if isinstance(backend.key_prefix, str) else backend.key_prefix()
-    keys = _keys(resource)
+    keys = _keys(resource, getattr(view, QUERY_ATTR, None))
 
     def accept(values: list[Any]) -> None:
         # Decoded by the view, under the same failure handling as its own reads.

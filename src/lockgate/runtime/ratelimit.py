@@ -26,15 +26,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import redis
 from flask import Flask, Response, current_app, g, request
 from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage
 
-from .clients import client_key
-from .dispatch import ERROR_PATH
-from .problems import Problem
-from .state import current_version, get_state
-from .versions import VersionStatus
+from ..problems import Problem
+from ..versioning import request_version
+from ..versioning.middleware import ERROR_PATH
+from .callers import client_key
+from .redis import redis_client
+from .settings import service_name, settle
 
 __all__ = ["RateLimits", "Rider", "limit", "ride"]
 
@@ -99,30 +101,27 @@ class RateLimits:
         Reads ``REDIS_URL`` (none: in-process counters), ``LOCKGATE_SERVICE``
         (key namespace, default the app name), ``LOCKGATE_RATE_LIMIT``
         (``"6000/minute"``; empty turns limits off), ``LOCKGATE_RATE_LIMIT_DEPRECATED``
-        (half of ``LOCKGATE_RATE_LIMIT``, same window), ``LOCKGATE_RATE_LIMIT_VERSIONS``
-        (``{}``).
+        (``None``: half of ``LOCKGATE_RATE_LIMIT``, same window; empty: no
+        bucket of its own), ``LOCKGATE_RATE_LIMIT_VERSIONS`` (``{}``).
         """
         if "lockgate.ratelimit" in app.extensions:
             raise RuntimeError("lockgate.RateLimits is already registered on this app")
+        settle(app)
         config = app.config
-        config.setdefault("LOCKGATE_RATE_LIMIT", "6000/minute")
-        config.setdefault("LOCKGATE_RATE_LIMIT_VERSIONS", {})
-        service = config.get("LOCKGATE_SERVICE") or app.name
+        service = service_name(app)
+        client = redis_client(app)
         count = (
-            _redis_counter(config["REDIS_URL"], f"lockgate:rl:{service}")
-            if config.get("REDIS_URL")
+            _redis_counter(client, f"lockgate:rl:{service}")
+            if client is not None
             else _memory_counter()
         )
+        deprecated = config["LOCKGATE_RATE_LIMIT_DEPRECATED"]
         app.extensions["lockgate.ratelimit"] = _LimitState(
             count=count,
-            shared=bool(config.get("REDIS_URL")),
+            shared=client is not None,
             service=service,
             default=(default := _item(config["LOCKGATE_RATE_LIMIT"])),
-            deprecated=(
-                _item(config["LOCKGATE_RATE_LIMIT_DEPRECATED"])
-                if "LOCKGATE_RATE_LIMIT_DEPRECATED" in config
-                else _half(default)
-            ),
+            deprecated=_half(default) if deprecated is None else _item(deprecated),
             versions={k: parse(v) for k, v in config["LOCKGATE_RATE_LIMIT_VERSIONS"].items()},
         )
         app.before_request(_check)
@@ -140,10 +139,7 @@ return {count, ttl}
 """
 
 
-def _redis_counter(url: str, prefix: str) -> Counter:
-    import redis
-
-    client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+def _redis_counter(client: redis.Redis, prefix: str) -> Counter:
     script = client.register_script(_INCR)
 
     def count(item: RateLimitItem, key: str, also: list[str]) -> tuple[int, int, list[Any]]:
@@ -197,15 +193,16 @@ def _choose(state: _LimitState) -> tuple[RateLimitItem, str] | None:
     if own is not None:
         item = state.routes.get(own) or state.routes.setdefault(own, parse(own))
         return item, f"route:{request.endpoint}"
-    version = current_version()
-    if version is None:
+    found = request_version()
+    version = None if found is None else found.version
+    if found is None or version is None:
         return None  # neutral routes (health, docs) are not limited
     label = version.label.text
     if label in state.versions:
         return state.versions[label], f"v{label}"
-    versioning = get_state()
-    status = versioning.bundle.snapshot(versioning.clock()).statuses[version.label]
-    if status is VersionStatus.DEPRECATED and state.deprecated is not None:
+    # The status versioning decided when the request arrived: the same the
+    # headers carry, never a second reading of the clock.
+    if found.deprecated and state.deprecated is not None:
         return state.deprecated, "deprecated"
     return (state.default, "default") if state.default is not None else None
 

@@ -5,45 +5,40 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, current_app, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
-from werkzeug.routing import Map, Rule
 
+from ..errors import ApiVersionError
 from .bundle import Snapshot, VersionBundle
-from .errors import ApiVersionError
-from .lifecycle import deprecation_value, lifecycle_links, sunset_value
+from .headers import deprecation_value, lifecycle_links, sunset_value
 from .negotiation import Negotiated
 from .readers import Reader
-from .versions import Label, Version
-
-if TYPE_CHECKING:
-    from .extension import Versioning
+from .routes import RouteIndex
+from .versions import Label, Version, VersionStatus
 
 __all__ = [
     "ENVIRON_KEY",
-    "ORIGINAL_PATH_KEY",
     "RequestVersion",
     "VersioningState",
     "current_version",
+    "get_state",
+    "request_version",
 ]
 
 #: Where the dispatcher leaves its decision for the Flask side.
 ENVIRON_KEY = "lockgate.version"
-#: The path the client asked for, kept when the dispatcher rewrites ``PATH_INFO``.
-ORIGINAL_PATH_KEY = "lockgate.original_path"
-F = TypeVar("F", bound=Callable[..., Any])
-NEUTRAL_ATTR = "_lockgate_neutral"
-#: A view's own ``Cache-Control`` (see :func:`lockgate.caching.cache_control`).
-CONTROL_ATTR = "_lockgate_cache_control"
 #: Distinct header/query combinations remembered before the cache starts over.
 MAX_DECISIONS = 4096
 
 
 @dataclass(slots=True)
 class RequestVersion:
-    """What negotiation decided for one request."""
+    """What versioning decided for one request, once, at one instant.
+
+    The response headers, the rate limit bucket, metrics, usage and logs all
+    read this: none of them calls the clock or the bundle again, so near a
+    lifecycle instant they cannot disagree.
+    """
 
     negotiated: Negotiated | None
     error: ApiVersionError | None
@@ -58,12 +53,22 @@ class RequestVersion:
     def version(self) -> Version | None:
         return None if self.negotiated is None else self.negotiated.version
 
+    @property
+    def status(self) -> VersionStatus | None:
+        """The served version's status at the instant of :attr:`snapshot`."""
+        version = self.version
+        return None if version is None else self.snapshot.statuses[version.label]
+
+    @property
+    def deprecated(self) -> bool:
+        """Whether the served version was deprecated when the request arrived."""
+        return self.status is VersionStatus.DEPRECATED
+
 
 @dataclass(slots=True)
 class VersioningState:
     """Everything one app's versioning needs at request time."""
 
-    versioning: Versioning
     bundle: VersionBundle
     readers: tuple[Reader, ...]
     prefix: str
@@ -165,75 +170,13 @@ class VersioningState:
 
     def route_index(self, app: Flask) -> RouteIndex:
         if self.routes is None:
-            self.routes = RouteIndex.build(app, self)
-        return self.routes
-
-
-@dataclass(slots=True)
-class RouteIndex:
-    """The URL map seen from versioning: neutral paths and each version's routes."""
-
-    neutral_static: frozenset[str]
-    neutral_dynamic: Map | None
-    #: Version -> rule templates below the version segment (``/users/<int:id>``).
-    templates: dict[Label, frozenset[str]]
-
-    @classmethod
-    def build(cls, app: Flask, state: VersioningState) -> RouteIndex:
-        static: set[str] = set()
-        dynamic: list[Rule] = []
-        templates: dict[Label, set[str]] = {v.label: set() for v in state.bundle.versions}
-        prefix = state.prefix
-        for rule in app.url_map.iter_rules():
-            if not (rule.rule == prefix or rule.rule.startswith(prefix + "/")):
-                continue
-            blueprint = rule.endpoint.rpartition(".")[0].partition(".")[0]
-            label = state.blueprint_versions.get(blueprint)
-            view = app.view_functions.get(rule.endpoint)
-            owner = app.blueprints.get(blueprint)
-            neutral = (
-                label is None
-                or getattr(view, NEUTRAL_ATTR, False)
-                or getattr(owner, NEUTRAL_ATTR, False)
+            self.routes = RouteIndex.build(
+                app,
+                self.prefix,
+                (version.label for version in self.bundle.versions),
+                self.blueprint_versions,
             )
-            if neutral:
-                if rule.arguments:
-                    dynamic.append(Rule(rule.rule, endpoint=rule.endpoint))
-                else:
-                    static.add(rule.rule)
-                continue
-            assert label is not None
-            templates[label].add(rule.rule[len(f"{prefix}/v{label.text}") :])
-        return cls(
-            neutral_static=frozenset(static),
-            neutral_dynamic=Map(dynamic) if dynamic else None,
-            templates={label: frozenset(paths) for label, paths in templates.items()},
-        )
-
-    def is_neutral(self, path: str) -> bool:
-        if path in self.neutral_static:
-            return True
-        if self.neutral_dynamic is None:
-            return False
-        try:
-            self.neutral_dynamic.bind("localhost").match(path, method="GET")
-        except MethodNotAllowed:
-            return True
-        except HTTPException:
-            return False
-        return True
-
-
-def cache_control(value: str) -> Callable[[F], F]:
-    """Give a view its own ``Cache-Control`` on 200 GETs (the default is
-    ``LOCKGATE_CACHE_CONTROL``): ``no-store`` for probes, ``max-age`` for what
-    rarely changes."""
-
-    def decorate(view: F) -> F:
-        setattr(view, CONTROL_ATTR, value)
-        return view
-
-    return decorate
+        return self.routes
 
 
 def get_state(app: Flask | None = None) -> VersioningState:
@@ -244,6 +187,16 @@ def get_state(app: Flask | None = None) -> VersioningState:
     except KeyError:
         raise RuntimeError("lockgate.Versioning is not initialised on this app") from None
     return state
+
+
+def request_version() -> RequestVersion | None:
+    """What versioning decided for this request: the version, its status at that
+    instant and the lifecycle snapshot; ``None`` on a neutral route.
+
+    The one seam between versioning and the layers above it.
+    """
+    found: RequestVersion | None = request.environ.get(ENVIRON_KEY)
+    return found
 
 
 def current_version() -> Version | None:

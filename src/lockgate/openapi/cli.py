@@ -11,9 +11,9 @@ from flask.cli import AppGroup
 from rich.console import Console
 from rich.table import Table
 
-from .openapi import build_openapi, catalog_entry
-from .state import VersioningState, get_state
-from .versions import Label
+from ..versioning import VersioningState, get_state
+from ..versioning.versions import Label
+from .documents import build_openapi, catalog_entry
 
 __all__ = ["api_cli", "openapi_json", "table_console", "versions_table"]
 

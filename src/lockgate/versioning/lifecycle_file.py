@@ -21,9 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..bundle import VersionBundle
 from ..errors import ConfigurationError
-from ..versions import Label, Version
+from .bundle import VersionBundle
+from .versions import Label, Version
 
 __all__ = ["LIFECYCLE_ENV", "apply_lifecycle_file", "check_services", "read_lifecycle_file"]
 

@@ -3,7 +3,10 @@
 Kept in Redis when ``REDIS_URL`` is set (shared by workers and replicas;
 hashes expire ``LOCKGATE_USAGE_RETENTION_DAYS``, 90, after the last call), else
 in process. ``lockgate usage`` prints it, so an operator can tell whether a
-sunset is safe.
+sunset is safe. A version keeps at most ``LOCKGATE_USAGE_MAX_CLIENTS`` rows:
+the first clients seen keep their names and any later one is counted as
+``other``, so callers cannot grow the report (a Lua script decides and
+records in one round trip).
 """
 
 from __future__ import annotations
@@ -13,11 +16,14 @@ import threading
 import time
 from dataclasses import dataclass
 
+import redis
 from flask import Flask, Response, current_app, jsonify, request
 
-from .clients import client_label
-from .metrics import is_deprecated
-from .state import NEUTRAL_ATTR, cache_control, current_version
+from ..versioning import request_version
+from ..views import cache_control, mark_neutral
+from .callers import OTHER, client_label
+from .redis import redis_client
+from .settings import service_name, settle
 
 __all__ = ["Usage", "UsageRow"]
 
@@ -34,38 +40,57 @@ class UsageRow:
 
 
 class _Memory:
-    def __init__(self) -> None:
+    def __init__(self, max_clients: int) -> None:
         self.lock = threading.Lock()
         self.rows: dict[tuple[str, str, str], tuple[int, float]] = {}
+        self.clients: dict[tuple[str, str], int] = {}
+        self.max_clients = max_clients
 
     def record(self, service: str, version: str, client: str, now: float) -> None:
         with self.lock:
-            calls, _ = self.rows.get((service, version, client), (0, 0.0))
-            self.rows[(service, version, client)] = (calls + 1, now)
+            key = (service, version, client)
+            if key not in self.rows and client != OTHER:
+                if self.clients.get((service, version), 0) >= self.max_clients:
+                    key = (service, version, OTHER)
+                else:
+                    self.clients[(service, version)] = self.clients.get((service, version), 0) + 1
+            calls, _ = self.rows.get(key, (0, 0.0))
+            self.rows[key] = (calls + 1, now)
 
     def report(self) -> list[UsageRow]:
         with self.lock:
             return [UsageRow(*key, *value) for key, value in self.rows.items()]
 
 
-class _Redis:
-    def __init__(self, url: str, retention: int) -> None:
-        import redis
+#: KEYS: calls hash, last-seen hash; ARGV: client, now, retention, max clients.
+#: ``other`` is not counted against the bound, so the report has at most N + 1 rows.
+_RECORD = """
+local client = ARGV[1]
+if redis.call('HEXISTS', KEYS[1], client) == 0 and client ~= 'other' then
+  local known = redis.call('HLEN', KEYS[1]) - redis.call('HEXISTS', KEYS[1], 'other')
+  if known >= tonumber(ARGV[4]) then client = 'other' end
+end
+redis.call('HINCRBY', KEYS[1], client, 1)
+redis.call('HSET', KEYS[2], client, ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return client
+"""
 
-        self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+class _Redis:
+    def __init__(self, client: redis.Redis, retention: int, max_clients: int) -> None:
+        self.client = client
         self.retention = retention
+        self.max_clients = max_clients
+        self.script = client.register_script(_RECORD)
 
     def record(self, service: str, version: str, client: str, now: float) -> None:
-        calls, last = (
+        keys = [
             f"lockgate:usage:{service}:{version}:calls",
             f"lockgate:usage:{service}:{version}:last",
-        )
-        pipe = self.client.pipeline()
-        pipe.hincrby(calls, client, 1)
-        pipe.hset(last, client, repr(now))
-        pipe.expire(calls, self.retention)
-        pipe.expire(last, self.retention)
-        pipe.execute()
+        ]
+        self.script(keys=keys, args=[client, repr(now), self.retention, self.max_clients])
 
     def report(self) -> list[UsageRow]:
         rows = []
@@ -89,26 +114,30 @@ class Usage:
 
     def init_app(self, app: Flask) -> None:
         """Reads ``REDIS_URL``, ``LOCKGATE_SERVICE``, ``LOCKGATE_USAGE_RETENTION_DAYS``
-        (90) and ``LOCKGATE_USAGE_URL`` (``/usage``)."""
+        (90), ``LOCKGATE_USAGE_MAX_CLIENTS`` (100) and ``LOCKGATE_USAGE_URL``
+        (``/usage``)."""
         if "lockgate.usage" in app.extensions:
             raise RuntimeError("lockgate.Usage is already registered on this app")
-        app.config.setdefault("LOCKGATE_USAGE_RETENTION_DAYS", 90)
-        app.config.setdefault("LOCKGATE_USAGE_URL", "/usage")
+        settle(app)
         store: _Memory | _Redis
-        if app.config.get("REDIS_URL"):
+        client = redis_client(app)
+        max_clients = int(app.config["LOCKGATE_USAGE_MAX_CLIENTS"])
+        if client is not None:
             days = int(app.config["LOCKGATE_USAGE_RETENTION_DAYS"])
-            store = _Redis(app.config["REDIS_URL"], days * 86400)
+            store = _Redis(client, days * 86400, max_clients)
         else:
-            store = _Memory()
+            store = _Memory(max_clients)
         app.extensions["lockgate.usage"] = store
         app.add_url_rule(app.config["LOCKGATE_USAGE_URL"], "lockgate_usage", usage_view)
+        service = service_name(app)
 
         @app.after_request
         def record(response: Response) -> Response:
-            version = current_version()
-            if version is None or not is_deprecated(version.label.text):
+            found = request_version()
+            # Deprecated when the request arrived: what its headers said.
+            if found is None or found.version is None or not found.deprecated:
                 return response
-            service = current_app.config.get("LOCKGATE_SERVICE") or current_app.name
+            version = found.version
             try:
                 store.record(service, version.label.text, client_label(), time.time())
             except Exception as error:  # usage is best effort: never fail the request
@@ -139,5 +168,5 @@ def usage_view() -> Response:
     )
 
 
-setattr(usage_view, NEUTRAL_ATTR, True)
+mark_neutral(usage_view)
 cache_control("no-store")(usage_view)

@@ -23,12 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
+from ..runtime.health import DRAIN_FILE_ENV
+from ..runtime.logs import logging_config
 
-__all__ = ["ServeOptions", "check_options", "is_draining", "serve"]
-
-#: Environment variable naming the drain flag file, shared by master and workers.
-DRAIN_FILE_ENV = "LOCKGATE_DRAIN_FILE"
+__all__ = ["ServeOptions", "check_options", "serve"]
 SERVERS = ("gunicorn", "granian")
 #: Threads per worker when ``--threads`` is not given.
 DEFAULT_THREADS = {"gunicorn": 8, "granian": 2}
@@ -84,12 +83,6 @@ def check_options(options: ServeOptions, environ: dict[str, str] | None = None) 
         )
 
 
-def is_draining() -> bool:
-    """Whether this server has been told to stop (``/readyz`` then answers 503)."""
-    flag = os.environ.get(DRAIN_FILE_ENV)
-    return bool(flag) and os.path.exists(flag)  # type: ignore[arg-type]
-
-
 def _mark_draining() -> None:
     flag = os.environ.get(DRAIN_FILE_ENV)
     if flag:
@@ -135,8 +128,6 @@ def serve(options: ServeOptions) -> int:
 def _serve_gunicorn(options: ServeOptions, run_dir: Path) -> int:
     from gunicorn.app.base import BaseApplication
     from gunicorn.arbiter import Arbiter
-
-    from .logs import logging_config
 
     class DrainingArbiter(Arbiter):  # type: ignore[misc]
         """Gunicorn's master, with a drain before the graceful stop on SIGTERM."""

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .bundle import Snapshot, VersionBundle
-from .errors import (
+from ..errors import (
     AmbiguousApiVersion,
     ApiVersionUnspecified,
     InvalidApiVersion,
     UnsupportedApiVersion,
 )
+from .bundle import Snapshot, VersionBundle
 from .readers import Found
 from .versions import Label, Version
 

@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 from flask import Flask
 from pydantic import BaseModel, TypeAdapter
 
-from .state import NEUTRAL_ATTR, VersioningState
-from .versions import Label, Version, VersionStatus
+from ..versioning import Version, VersioningState, VersionStatus
+from ..versioning.versions import Label
+from ..views import NEUTRAL_ATTR, QUERY_ATTR
 
 __all__ = ["Operation", "build_openapi", "catalog_entry", "iso", "operation"]
 
@@ -86,6 +87,10 @@ def operation(
                 summary, description, request, response, status, query, responses or {}, tags
             ),
         )
+        if query is not None:
+            # What the view reads: the runtime's cache keys by these alone.
+            names = {field.alias or name for name, field in query.model_fields.items()}
+            setattr(view, QUERY_ATTR, frozenset(names))
         return view
 
     return decorate

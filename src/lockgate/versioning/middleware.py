@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from .errors import ApiVersionBrownout, ApiVersionError, ApiVersionSunset, UnsupportedApiVersion
-from .lifecycle import sunset_value
+from ..errors import ApiVersionBrownout, ApiVersionError, ApiVersionSunset, UnsupportedApiVersion
+from ..problems import ORIGINAL_PATH_KEY, handle_http_exception
+from .headers import sunset_value
 from .negotiation import negotiate
-from .problems import handle_http_exception
 from .readers import Found, split_url_version
-from .state import ENVIRON_KEY, ORIGINAL_PATH_KEY, RequestVersion, VersioningState
+from .state import ENVIRON_KEY, RequestVersion, VersioningState
 from .versions import Label, Version, VersionStatus
 
 if TYPE_CHECKING:
