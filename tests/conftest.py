@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +14,8 @@ from flask import Blueprint, Flask, jsonify, request
 from pydantic import BaseModel
 
 from lockgate import Version, Versioning, current_version, operation
+
+from .servers import Fleet, postgres_schema, running_fleet
 
 #: 2026-06-01: v1 deprecated, v0 retired, v1's brownout and sunset still ahead.
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -133,3 +138,30 @@ def app(app_factory: Callable[..., Flask]) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> Any:
     return app.test_client()
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.server)]
+)
+def fleet(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Fleet]:
+    """The fleet on SQLite, then the same suite on PostgreSQL."""
+    tmp = tmp_path_factory.mktemp(request.param)
+    if request.param == "sqlite":
+        with running_fleet(tmp) as fleet:
+            yield fleet
+    else:
+        with postgres_schema() as url, running_fleet(tmp, {"DATABASE_URL": url}) as fleet:
+            yield fleet
+
+
+@pytest.fixture
+def start_fleet(tmp_path: Path) -> Iterator[Callable[..., Fleet]]:
+    """Start extra fleets with their own environment, stopped after the test."""
+    with ExitStack() as stack:
+
+        def start(env: dict[str, str] | None = None) -> Fleet:
+            return stack.enter_context(running_fleet(tmp_path / uuid.uuid4().hex[:8], env))
+
+        yield start

@@ -13,8 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from lockgate import Version, Versioning
 from lockgate.bodies import read_json
-
-from .conftest import Clock
+from tests.conftest import Clock
 
 LIMIT = 64
 JSON = {"Content-Type": "application/json"}

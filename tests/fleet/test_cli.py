@@ -11,7 +11,7 @@ from pathlib import Path
 
 from openapi_spec_validator import validate
 
-from .conftest import LOCKGATE, ROOT, Fleet
+from tests.servers import LOCKGATE, ROOT, Fleet
 
 
 def lockgate(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import Fleet
+from tests.servers import Fleet
 
 
 @pytest.mark.parametrize("path", ["/api/v2/users", "/api/v1/users", "/healthz", "/api/versions"])

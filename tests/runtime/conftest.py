@@ -12,8 +12,7 @@ from flask import Blueprint, Flask, jsonify
 
 from lockgate import Version, Versioning
 from lockgate.runtime import Runtime, cached, invalidate, limit
-
-from ..conftest import Clock
+from tests.conftest import Clock
 
 REDIS = "redis://127.0.0.1:6379"
 

@@ -22,7 +22,7 @@ import httpx
 import pytest
 import redis
 
-from ..fleet.conftest import free_port, stop, wait_until_up
+from tests.servers import free_port, stop, wait_until_up
 
 LOCKGATE = Path(sys.executable).parent / "lockgate"
 MANIFEST = Path(__file__).parent / "servefleet" / "fleet.toml"

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from openapi_spec_validator import validate
 
-from .conftest import Fleet, unique_email
+from tests.servers import Fleet, unique_email
 
 PROBLEM = "application/problem+json"
 JSON_TYPE = {"Content-Type": "application/json"}

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from werkzeug.http import parse_date
 
-from .conftest import POLICY
+from tests.conftest import POLICY
 
 VENDOR = "application/vnd.myapp.v{}+json"
 DEPRECATION_V1 = "@1767225600"  # 2026-01-01T00:00:00Z

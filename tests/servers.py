@@ -1,4 +1,4 @@
-"""Fixtures that start the real fleet (`lockgate run`) as a subprocess."""
+"""Helpers that start real servers (`lockgate run`, `lockgate serve`) as subprocesses."""
 
 from __future__ import annotations
 
@@ -9,18 +9,17 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
 import httpx
-import pytest
 import sqlalchemy
 
 from lockgate.fleet.database import normalize_url
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 LOCKGATE = Path(sys.executable).parent / "lockgate"
 TEST_DATABASE_URL = normalize_url(
     os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -116,33 +115,6 @@ def postgres_schema() -> Iterator[str]:
         with engine.begin() as connection:
             connection.execute(sqlalchemy.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         engine.dispose()
-
-
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.server)]
-)
-def fleet(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Fleet]:
-    """The fleet on SQLite, then the same suite on PostgreSQL."""
-    tmp = tmp_path_factory.mktemp(request.param)
-    if request.param == "sqlite":
-        with running_fleet(tmp) as fleet:
-            yield fleet
-    else:
-        with postgres_schema() as url, running_fleet(tmp, {"DATABASE_URL": url}) as fleet:
-            yield fleet
-
-
-@pytest.fixture
-def start_fleet(tmp_path: Path) -> Iterator[Callable[..., Fleet]]:
-    """Start extra fleets with their own environment, stopped after the test."""
-    with ExitStack() as stack:
-
-        def start(env: dict[str, str] | None = None) -> Fleet:
-            return stack.enter_context(running_fleet(tmp_path / uuid.uuid4().hex[:8], env))
-
-        yield start
 
 
 def unique_email(tag: str = "user") -> str:

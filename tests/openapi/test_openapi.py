@@ -9,8 +9,7 @@ from flask import Blueprint, Flask
 from openapi_spec_validator import validate
 
 from lockgate import Version, Versioning
-
-from .conftest import NOW, POLICY, Clock
+from tests.conftest import NOW, POLICY, Clock
 
 
 @pytest.mark.parametrize("label", ["0", "1", "2", "3"])

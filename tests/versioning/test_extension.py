@@ -8,8 +8,7 @@ import pytest
 from flask import Blueprint, Flask
 
 from lockgate import ConfigurationError, Version, Versioning, url_for
-
-from .conftest import NOW, Clock, example_versions
+from tests.conftest import NOW, Clock, example_versions
 
 
 def make(versions: list[Version], **options: Any) -> Flask:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from werkzeug.http import http_date
 
-from .conftest import LOCKGATE, ROOT, Fleet
+from tests.servers import LOCKGATE, ROOT, Fleet
 
 
 def iso(moment: datetime) -> str:

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import sync_playwright
 
-from .conftest import Fleet
+from tests.servers import Fleet
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # As the machine's notes say: no background traffic, no sandbox as root.
