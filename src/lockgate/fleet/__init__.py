@@ -2,6 +2,11 @@
 
 The manifest is the only list of services: ``lockgate run`` and ``lockgate
 serve`` read it, and so does every generator of deployment files.
+
+The rule of this folder: it is the top of the arrows. It may import every
+other lockgate package (versioning, openapi, runtime, serving) and nothing
+imports it; it reaches the services only by the import strings the manifest
+names, never by importing ``services`` itself.
 """
 
 from __future__ import annotations
