@@ -16,7 +16,14 @@ from functools import lru_cache, total_ordering
 
 from ..errors import ConfigurationError
 
-__all__ = ["Label", "Version", "VersionStatus", "parse_instant"]
+__all__ = ["MAX_LABEL_LENGTH", "Label", "Version", "VersionStatus", "parse_instant"]
+
+#: The longest version label accepted, in characters as sent (surrounding
+#: whitespace included). Real labels are a few characters (``1.2``,
+#: ``2024-05-01``); the bound is checked before any parsing, so a client's
+#: 5,000-digit label is refused as invalid instead of reaching ``int()``, whose
+#: conversion limit (4,300 digits) would raise.
+MAX_LABEL_LENGTH = 64
 
 _NUMERIC = re.compile(r"[vV]?(0|[1-9]\d*)(?:\.(0|[1-9]\d*))?")
 _DATE = re.compile(r"[vV]?(\d{4})-(\d{2})-(\d{2})")
@@ -47,7 +54,12 @@ class Label(str):
 
     @staticmethod
     def parse(raw: str) -> Label | None:
-        """Parse ``raw`` or return ``None`` when it is not a version label."""
+        """Parse ``raw`` or return ``None`` when it is not a version label.
+
+        Anything longer than :data:`MAX_LABEL_LENGTH` is not a label.
+        """
+        if len(raw) > MAX_LABEL_LENGTH:
+            return None
         return _parse_label(raw.strip())
 
     @property
