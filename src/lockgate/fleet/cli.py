@@ -79,10 +79,13 @@ def run(host: str, port: int, manifest: str) -> None:
 @click.option(
     "--threads",
     type=int,
-    help="Per worker (default: 8 for gunicorn, 2 for granian).",
+    help="Per worker (default: 8 for gunicorn, 2 for granian, 4 for uwsgi).",
 )
 @click.option(
-    "--server", type=click.Choice(["gunicorn", "granian"]), default="gunicorn", show_default=True
+    "--server",
+    type=click.Choice(["gunicorn", "granian", "uwsgi"]),
+    default="gunicorn",
+    show_default=True,
 )
 @click.option("--bind", default="127.0.0.1:8080", show_default=True)
 @click.option("--graceful-timeout", default=30.0, show_default=True, type=float)

@@ -8,9 +8,15 @@ from typing import Any
 
 import redis
 from flask import Blueprint, Flask, request
+from pydantic import BaseModel
 
 from lockgate import Version, Versioning
+from lockgate.bodies import read_json
 from lockgate.runtime import Runtime
+
+
+class Note(BaseModel):
+    text: str
 
 
 def create_app() -> Flask:
@@ -33,6 +39,10 @@ def create_app() -> Flask:
     @api.get("/fast")
     def fast() -> Any:
         return {"ok": True}
+
+    @api.post("/echo")
+    def echo() -> Any:
+        return {"text": read_json(Note).text}
 
     versioning.register_blueprint(api, version="1")
     Runtime(app)
