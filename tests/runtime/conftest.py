@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import random
+import shutil
+import socket
+import subprocess
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -13,8 +18,42 @@ from flask import Blueprint, Flask, jsonify
 from lockgate import Version, Versioning
 from lockgate.runtime import Runtime, cached, invalidate, limit
 from tests.conftest import Clock
+from tests.servers import free_port
 
 REDIS = "redis://127.0.0.1:6379"
+
+
+@contextmanager
+def memcached_server() -> Iterator[str]:
+    """A real memcached (Debian's package) of the test's own, on a free port;
+    stopped by its PID afterwards."""
+    binary = shutil.which("memcached") or "/usr/bin/memcached"
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "16", "-u", "root"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"memcached did not start on port {port}") from None
+                time.sleep(0.05)
+        yield f"memcached://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def memcached_url() -> Iterator[str]:
+    with memcached_server() as url:
+        yield url
 
 
 @pytest.fixture
@@ -71,8 +110,14 @@ def build(clock: Clock, **config: Any) -> Flask:
 
 
 @pytest.fixture
-def make_app(clock: Clock) -> Callable[..., Flask]:
-    def make(**config: Any) -> Flask:
-        return build(clock, **config)
+def make_app(clock: Clock) -> Iterator[Callable[..., Flask]]:
+    """Build test apps; their Redis and cache connections are closed afterwards."""
+    apps: list[Flask] = []
 
-    return make
+    def make(**config: Any) -> Flask:
+        apps.append(build(clock, **config))
+        return apps[-1]
+
+    yield make
+    for app in apps:
+        app.extensions["lockgate.runtime"].close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -9,11 +10,18 @@ import pytest
 from flask import Flask
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "memcached"])
 def client(request: pytest.FixtureRequest, make_app: Callable[..., Flask]) -> Any:
     if request.param == "redis":
         url = request.getfixturevalue("redis_url")
         return make_app(REDIS_URL=url).test_client()
+    if request.param == "memcached":
+        # Cached reads on Memcached, limits on Redis; each test its own namespace.
+        return make_app(
+            REDIS_URL=request.getfixturevalue("redis_url"),
+            LOCKGATE_CACHE_URL=request.getfixturevalue("memcached_url"),
+            LOCKGATE_SERVICE=f"things-{uuid.uuid4().hex[:8]}",
+        ).test_client()
     return make_app().test_client()
 
 
@@ -141,3 +149,105 @@ def test_a_weak_etag_stays_weak_when_served_from_the_cache(clock: Any, redis_url
     miss, hit = client.get("/api/v1/doc"), client.get("/api/v1/doc")
     assert (miss.headers["X-Cache"], hit.headers["X-Cache"]) == ("miss", "hit")
     assert miss.headers["ETag"] == hit.headers["ETag"] == 'W/"rev-7"'
+
+
+def test_memcached_holds_the_reads_and_redis_the_limits(
+    make_app: Callable[..., Flask], redis_url: str, memcached_url: str
+) -> None:
+    import redis
+    from pymemcache.client.base import Client
+
+    service = f"split-{uuid.uuid4().hex[:8]}"
+    app = make_app(REDIS_URL=redis_url, LOCKGATE_CACHE_URL=memcached_url, LOCKGATE_SERVICE=service)
+    client = app.test_client()
+    assert client.get("/api/v2/things").headers["X-Cache"] == "miss"
+    hit = client.get("/api/v2/things")
+    assert hit.headers["X-Cache"] == "hit"
+    assert hit.headers["RateLimit-Limit"] == "6000"
+    host, port = memcached_url.removeprefix("memcached://").split(":")
+    memcached = Client((host, int(port)))
+    assert memcached.get(f"lockgate:cache:{service}:v2:/api/v2/things?") is not None
+    server = redis.Redis.from_url(redis_url)
+    assert not list(server.scan_iter(f"lockgate:cache:{service}:*"))  # no entry on Redis
+    assert list(server.scan_iter(f"lockgate:rl:{service}:*"))  # the limits are there
+    server.close()
+    memcached.close()
+    # A write bumps the generation on Memcached (created on first use): no stale read.
+    assert client.post("/api/v2/things").status_code == 201
+    assert client.get("/api/v2/things").headers["X-Cache"] == "miss"
+    assert client.get("/api/v2/things").get_json()["count"] == 1
+
+
+def test_memcached_down_is_a_miss_not_a_500(make_app: Callable[..., Flask]) -> None:
+    from .conftest import memcached_server
+
+    with memcached_server() as url:
+        client = make_app(LOCKGATE_CACHE_URL=url, LOCKGATE_SERVICE="down").test_client()
+        assert client.get("/api/v2/things").headers["X-Cache"] == "miss"
+        assert client.get("/api/v2/things").headers["X-Cache"] == "hit"
+    # The server is stopped now.
+    for _ in range(2):
+        response = client.get("/api/v2/things")
+        assert response.status_code == 200
+        assert response.headers["X-Cache"] == "miss"
+    assert client.post("/api/v2/things").status_code == 201
+
+
+def test_memcached_keys_stay_valid_for_any_path_and_query(
+    make_app: Callable[..., Flask], memcached_url: str
+) -> None:
+    client = make_app(LOCKGATE_CACHE_URL=memcached_url, LOCKGATE_SERVICE="keys").test_client()
+    long = "x" * 400
+    for query in (f"?junk={long}", "?q=a%20b%0Ac"):
+        assert client.get(f"/api/v2/things{query}").headers["X-Cache"] == "miss"
+        assert client.get(f"/api/v2/things{query}").headers["X-Cache"] == "hit"
+
+
+def test_a_missing_generation_is_created_on_invalidate(memcached_url: str) -> None:
+    from lockgate.runtime.memcached import memcached_cache
+
+    cache = memcached_cache(memcached_url, f"gen-{uuid.uuid4().hex[:8]}:", 30)
+    assert cache.get("gen:users") is None
+    assert cache.inc("gen:users") == 1
+    assert cache.inc("gen:users") == 2
+    assert cache.get_many("gen:users", "nothing") == [2, None]
+    cache.close()
+
+
+def test_junk_parameters_do_not_multiply_entries(clock: Any, redis_url: str) -> None:
+    """The entry key holds only the parameters the view declares it reads."""
+    import redis
+    from flask import Blueprint, jsonify, request
+    from pydantic import BaseModel
+
+    from lockgate import Version, Versioning, operation
+    from lockgate.runtime import Runtime, cached
+
+    class Page(BaseModel):
+        limit: int = 10
+
+    app = Flask("junk")
+    app.config.update(TESTING=True, REDIS_URL=redis_url, LOCKGATE_SERVICE="junk")
+    versioning = Versioning(app, versions=[Version("1")], clock=clock)
+    api = Blueprint("api", __name__)
+
+    @api.get("/items")
+    @cached("items")
+    @operation(query=Page)
+    def items() -> Any:
+        return jsonify(limit=Page.model_validate(dict(request.args)).limit)
+
+    versioning.register_blueprint(api, version="1")
+    state = Runtime().init_app(app)
+    client = app.test_client()
+    assert client.get("/api/v1/items?limit=5").headers["X-Cache"] == "miss"
+    for junk in range(20):
+        response = client.get(f"/api/v1/items?limit=5&junk{junk}=x&utm={junk}")
+        assert response.headers["X-Cache"] == "hit"
+        assert response.get_json() == {"limit": 5}
+    assert client.get("/api/v1/items?limit=6").headers["X-Cache"] == "miss"
+    server = redis.Redis.from_url(redis_url)
+    entries = [k for k in server.scan_iter("lockgate:cache:junk:v1:*")]
+    assert len(entries) == 2
+    server.close()
+    state.close()

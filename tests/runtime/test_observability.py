@@ -137,3 +137,41 @@ def test_deprecated_usage_report(
         ("things", "1", "python-httpx", 1),
     ]
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", r["last_seen"]) for r in rows)
+
+
+def test_invented_methods_are_one_metric_label(make_app: Callable[..., Flask]) -> None:
+    client = make_app(LOCKGATE_SERVICE="methods-test").test_client()
+    for index in range(30):
+        client.open("/api/v2/things", method=f"BREW{index}")
+    client.get("/api/v2/things")
+    text = client.get("/metrics").get_data(as_text=True)
+    methods = {
+        dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))["method"]
+        for line in text.splitlines()
+        if line.startswith("http_requests_total{") and 'service="methods-test"' in line
+    }
+    assert methods == {"GET", "other"}
+    assert metric(text, "http_requests_total", service="methods-test", method="other") == 30
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_usage_rows_are_bounded_per_version(
+    make_app: Callable[..., Flask], request: pytest.FixtureRequest, backend: str
+) -> None:
+    service = f"bounded-{backend}"
+    config: dict[str, Any] = {"LOCKGATE_USAGE_MAX_CLIENTS": 5, "LOCKGATE_SERVICE": service}
+    if backend == "redis":
+        config["REDIS_URL"] = request.getfixturevalue("redis_url")
+    client = make_app(**config).test_client()
+    for index in range(30):
+        client.get("/api/v1/things", headers={"User-Agent": f"agent{index}/1.0"})
+    client.get("/api/v1/things", headers={"User-Agent": "agent0/1.0"})
+    rows = {row["client"]: row["calls"] for row in client.get("/usage").get_json()}
+    assert rows == {"agent0": 2, "agent1": 1, "agent2": 1, "agent3": 1, "agent4": 1, "other": 25}
+    text = client.get("/metrics").get_data(as_text=True)
+    clients = {
+        dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))["client"]
+        for line in text.splitlines()
+        if line.startswith("api_deprecated_requests_total{") and f'service="{service}"' in line
+    }
+    assert clients == {"agent0", "agent1", "agent2", "agent3", "agent4", "other"}

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from cachelib import BaseCache, RedisCache
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -25,10 +26,12 @@ from .caching import Caching, cache_control, cached, invalidate, prefetch
 from .callers import set_client
 from .health import Health
 from .logs import RequestLogs
+from .memcached import MemcachedCache
 from .metrics import Metrics
 from .ratelimit import RateLimits, limit, ride
 from .redis import redis_client
 from .requestid import RequestIds, request_id
+from .security import Security
 from .settings import DEFAULTS, settle
 from .usage import Usage
 
@@ -42,6 +45,7 @@ __all__ = [
     "RequestLogs",
     "Runtime",
     "RuntimeState",
+    "Security",
     "Usage",
     "cache_control",
     "cached",
@@ -64,6 +68,17 @@ class RuntimeState:
     caching: Caching
     limits: RateLimits
     usage: Usage
+    #: Where cached reads live (the Redis client's cache, Memcached or in process).
+    cache: BaseCache
+
+    def close(self) -> None:
+        """Close the connections: at shutdown, or when a test drops the app."""
+        if isinstance(self.cache, MemcachedCache):
+            self.cache.close()
+        elif isinstance(self.cache, RedisCache) and self.cache._read_client is not self.redis:
+            self.cache._read_client.close()  # a LOCKGATE_CACHE_URL Redis of its own
+        if self.redis is not None:
+            self.redis.close()
 
 
 class Runtime:
@@ -95,6 +110,8 @@ class Runtime:
         if hops:
             # Only this many proxies' X-Forwarded-For entries are believed.
             app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+        # Trusted hosts, relative router redirects, nosniff around everything above.
+        Security(app)
         client = redis_client(app)
         health = Health(app)
         if client is not None:
@@ -108,6 +125,7 @@ class Runtime:
             caching=Caching(app),
             limits=RateLimits(app),
             usage=Usage(app),
+            cache=app.extensions["lockgate.caching"],
         )
         if client is not None and state.caching.on_redis(app):
             # Cache and limiter share the Redis: a cached read's lookups

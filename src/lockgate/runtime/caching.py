@@ -25,6 +25,7 @@ from flask import Flask, Response, current_app, make_response, request
 
 from ..versioning import current_version
 from ..views import CONTROL_ATTR, QUERY_ATTR, cache_control
+from .memcached import memcached_cache
 from .redis import redis_client
 from .settings import service_name, settle
 
@@ -75,8 +76,6 @@ def make_cache(app: Flask) -> BaseCache:
     ttl = int(app.config["LOCKGATE_CACHE_TTL"])
     url = app.config.get("LOCKGATE_CACHE_URL")
     if url and str(url).startswith("memcached://"):
-        from .memcached import memcached_cache  # the cache extra: pymemcache
-
         return memcached_cache(str(url), prefix, ttl)
     if url:
         return RedisCache(host=redis_from_url(str(url)), key_prefix=prefix, default_timeout=ttl)

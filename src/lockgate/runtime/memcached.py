@@ -9,6 +9,7 @@ entries and generation counters.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,8 +32,13 @@ class MemcachedCache(BaseCache):
         self.key_prefix = key_prefix
 
     def _key(self, key: str) -> str:
-        # Memcached keys are at most 250 bytes of printable ASCII without spaces.
-        return (self.key_prefix + key).replace(" ", "%20")
+        """Memcached keys are at most 250 bytes of printable ASCII without
+        spaces; a path or query outside that is hashed (a client cannot make a
+        key the server refuses)."""
+        full = self.key_prefix + key
+        if len(full) > 200 or not all("!" <= char <= "~" for char in full):
+            return f"{self.key_prefix}sha256:{hashlib.sha256(key.encode()).hexdigest()}"
+        return full
 
     def _expire(self, timeout: int | timedelta | None) -> int:
         if isinstance(timeout, timedelta):
@@ -71,6 +77,9 @@ class MemcachedCache(BaseCache):
                 return delta
             found = self.client.incr(name, delta, noreply=False)
         return None if found is None else int(found)
+
+    def close(self) -> None:
+        self.client.close()
 
     def clear(self) -> bool:
         return bool(self.client.flush_all(noreply=False))
