@@ -10,12 +10,12 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test setup lint typecheck pytest bench browser wrk fmt clean
+.PHONY: run test setup lint typecheck pytest bench system-packages wrk fmt clean
 
 run: setup ## set up and start the fleet at http://$(HOST):$(PORT)
 	$(BIN)/lockgate run --host $(HOST) --port $(PORT)
 
-test: setup browser lint typecheck pytest ## set up and run every check and test
+test: setup system-packages lint typecheck pytest ## set up and run every check and test
 
 setup: $(VENV)/.synced
 
@@ -27,11 +27,15 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 	$(UV) sync --frozen --all-extras --python $(PYTHON)
 	touch $@
 
-# Debian's chromium drives the docs page tests (Playwright cannot download a browser here).
-browser:
-	@command -v chromium >/dev/null || { \
+# Debian packages the tests start or drive: chromium for the docs page tests
+# (Playwright cannot download a browser here), memcached for the cache tests.
+SYSTEM_PACKAGES := chromium memcached
+system-packages:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 # wrk drives the HTTP benchmarks.
 wrk:
