@@ -8,10 +8,11 @@ in-process stand-in for the gateway, which routes by the same manifest.
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+
+from werkzeug.utils import ImportStringError, import_string
 
 from ..errors import ConfigurationError
 from ..versioning.lifecycle_file import check_services
@@ -57,11 +58,20 @@ class FleetApp:
 
 
 def load_service_app(target: str) -> Any:
-    """Import ``module:factory`` and call the factory."""
-    module_name, _, attr = target.partition(":")
-    if not attr:
+    """Import ``module:factory`` (Werkzeug's ``import_string``) and call the factory.
+
+    :raises ConfigurationError: ``target`` is not ``module:factory``, or it
+        names nothing importable.
+    """
+    if ":" not in target:
         raise ConfigurationError(f"{target!r} is not module:factory")
-    factory = getattr(importlib.import_module(module_name), attr)
+    try:
+        factory = import_string(target)
+    except ImportStringError as error:
+        missing = error.exception
+        if isinstance(missing, ModuleNotFoundError) and (missing.name or "") not in target:
+            raise missing from None  # a missing dependency, not a wrong name
+        raise ConfigurationError(f"cannot import {target!r}: {error.exception}") from None
     return factory()
 
 
