@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from flask import Blueprint, Flask, jsonify, request
 from pydantic import BaseModel
 
@@ -165,3 +167,22 @@ def start_fleet(tmp_path: Path) -> Iterator[Callable[..., Fleet]]:
             return stack.enter_context(running_fleet(tmp_path / uuid.uuid4().hex[:8], env))
 
         yield start
+
+
+REDIS = "redis://127.0.0.1:6379"
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis database of the test's own, emptied before and after it.
+
+    One database per pytest-xdist worker (tests in a worker run one at a time),
+    so parallel workers never empty each other's data.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    url = f"{REDIS}/{1 + int(worker.removeprefix('gw') or 0) % 15}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()

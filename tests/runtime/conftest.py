@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import shutil
 import socket
 import subprocess
@@ -12,15 +11,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-import redis
 from flask import Blueprint, Flask, jsonify
 
 from lockgate import Version, Versioning
 from lockgate.runtime import Runtime, cached, invalidate, limit
 from tests.conftest import Clock
 from tests.servers import free_port
-
-REDIS = "redis://127.0.0.1:6379"
 
 
 @contextmanager
@@ -54,17 +50,6 @@ def memcached_server() -> Iterator[str]:
 def memcached_url() -> Iterator[str]:
     with memcached_server() as url:
         yield url
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    """A Redis database of its own (1-15, chosen at random), emptied after the test."""
-    url = f"{REDIS}/{random.randint(1, 15)}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
 
 
 def build(clock: Clock, **config: Any) -> Flask:
