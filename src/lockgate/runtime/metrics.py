@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from flask import Flask, Response, g, request
 from prometheus_client import (
@@ -97,6 +98,7 @@ class Metrics:
         app.add_url_rule(app.config["LOCKGATE_METRICS_URL"], "lockgate_metrics", metrics_view)
         service = service_name(app)
         clients = BoundedLabels(int(app.config["LOCKGATE_USAGE_MAX_CLIENTS"]))
+        children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
 
         @app.before_request
         def start() -> None:
@@ -112,10 +114,17 @@ class Metrics:
             route = route_template() or "unmatched"
             method = method_label(request.method)
             started = g.get("lockgate_metrics_started", time.perf_counter())
-            families.requests.labels(service, label, method, route, str(response.status_code)).inc()
-            families.latency.labels(service, label, method, route).observe(
-                time.perf_counter() - started
-            )
+            key = (label, method, route, response.status_code)
+            series = children.get(key)
+            if series is None:
+                # Every label value is bounded (declared versions, rule templates,
+                # known methods), so the children are looked up once and kept.
+                series = children[key] = (
+                    families.requests.labels(service, label, method, route, str(key[3])),
+                    families.latency.labels(service, label, method, route),
+                )
+            series[0].inc()
+            series[1].observe(time.perf_counter() - started)
             if found is not None and found.deprecated:
                 client = clients.label(label, client_label())
                 families.deprecated.labels(service, label, client).inc()

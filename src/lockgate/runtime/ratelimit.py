@@ -140,21 +140,35 @@ return {count, ttl}
 
 
 def _redis_counter(client: redis.Redis, prefix: str) -> Counter:
-    script = client.register_script(_INCR)
+    """Count on Redis: the script and the riders' ``MGET`` written in one send
+    on a pooled connection, their two replies read back.
+
+    Below redis-py's pipeline on purpose: this runs on every request, and the
+    pipeline's command stack, callbacks and retry wrapper cost about half the
+    client-side CPU of the round trip (measured: 150 against 85 µs per call on
+    a loaded 2-core machine). ``EVAL``, not ``EVALSHA``: no ``NOSCRIPT`` dance
+    after a Redis restart, and Redis caches the compiled script by its digest.
+    """
+    pool = client.connection_pool
 
     def count(item: RateLimitItem, key: str, also: list[str]) -> tuple[int, int, list[Any]]:
         window = item.get_expiry()
-        full = f"{prefix}:{item.amount}/{window}:{key}"
-        if not also:
-            found = script(keys=[full], args=[window])
-            return int(found[0]), int(found[1]), []
-        # EVAL, not EVALSHA through the Script: a pipeline holding a Script
-        # first asks SCRIPT EXISTS, a round trip of its own. Redis caches the
-        # compiled script by its digest either way.
-        pipe = client.pipeline(transaction=False)
-        pipe.eval(_INCR, 1, full, window)
-        pipe.mget(also)
-        found, values = pipe.execute()
+        commands: list[tuple[Any, ...]] = [
+            ("EVAL", _INCR, 1, f"{prefix}:{item.amount}/{window}:{key}", window)
+        ]
+        if also:
+            commands.append(("MGET", *also))
+        connection = pool.get_connection()
+        try:
+            connection.send_packed_command(connection.pack_commands(commands))  # type: ignore[no-untyped-call]
+            found = connection.read_response()
+            values = connection.read_response() if also else []
+        except BaseException:
+            # A reply may be left unread on the socket: never reuse it.
+            connection.disconnect()  # type: ignore[no-untyped-call]
+            raise
+        finally:
+            pool.release(connection)
         return int(found[0]), int(found[1]), list(values)
 
     return count
