@@ -1,4 +1,4 @@
-"""The `lockgate` command: versions, openapi, db upgrade."""
+"""The `lockgate` command: versions, openapi, db upgrade, usage, and a missing extra."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import json
 import os
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from openapi_spec_validator import validate
 
 from tests.servers import LOCKGATE, ROOT, Fleet
@@ -101,3 +103,90 @@ def test_usage_reports_clients_of_deprecated_versions(
     down = lockgate(tmp_path, "usage", "--url", "http://127.0.0.1:9")
     assert down.returncode != 0
     assert "cannot read" in down.stderr
+
+
+#: Run the CLI with imports of some top-level packages failing, as on an install
+#: without their extra: a meta path finder in front of every other refuses them.
+WITHOUT = """
+import sys
+
+class Missing:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in {blocked!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        return None
+
+sys.meta_path.insert(0, Missing())
+from lockgate.fleet.cli import main
+main({args!r}, prog_name="lockgate")
+"""
+
+
+def lockgate_without(
+    tmp_path: Path, blocked: set[str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    code = WITHOUT.format(blocked=sorted(blocked), args=list(args))
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**os.environ, "LOCKGATE_DATA_DIR": str(tmp_path / "data")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("blocked", "args", "message"),
+    [
+        (
+            "sqlalchemy",
+            ["db", "upgrade"],
+            "lockgate db upgrade needs the db extra: pip install 'lockgate[db]'",
+        ),
+        (
+            "sqlalchemy",
+            ["run", "--port", "9"],
+            "lockgate run needs the db extra: pip install 'lockgate[db]'",
+        ),
+        ("alembic", ["serve"], "lockgate serve needs the db extra: pip install 'lockgate[db]'"),
+        (
+            "redis",
+            ["versions"],
+            "lockgate versions needs the runtime extra: pip install 'lockgate[runtime]'",
+        ),
+        (
+            "gunicorn",
+            ["serve"],
+            "lockgate serve needs the server extra: pip install 'lockgate[server]'",
+        ),
+        (
+            "granian",
+            ["serve", "--server", "granian"],
+            "lockgate serve needs the server extra: pip install 'lockgate[server]'",
+        ),
+    ],
+)
+def test_a_missing_extra_is_one_line_naming_it(
+    tmp_path: Path, blocked: str, args: list[str], message: str
+) -> None:
+    result = lockgate_without(tmp_path, {blocked}, *args)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"Error: {message}"
+    assert "Traceback" not in result.stderr
+
+
+def test_help_needs_no_extra(tmp_path: Path) -> None:
+    """`lockgate --help` on a core install: every optional package refused."""
+    from lockgate.fleet.cli import EXTRAS
+
+    result = lockgate_without(tmp_path, set(EXTRAS), "--help")
+    assert result.returncode == 0, result.stderr
+    for command in ("run", "serve", "versions", "openapi", "db", "usage"):
+        assert command in result.stdout
+
+
+def test_uwsgi_is_a_server_choice(tmp_path: Path) -> None:
+    result = lockgate(tmp_path, "serve", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "gunicorn|granian|uwsgi" in result.stdout

@@ -1,4 +1,13 @@
-"""``lockgate``: run, serve and inspect the fleet described by ``fleet.toml``."""
+"""``lockgate``: run, serve and inspect the fleet described by ``fleet.toml``.
+
+Each command imports what it needs inside its own body, and only there: the
+databases (``db`` extra), the runtime (``runtime``) and the servers
+(``server``) are optional, so ``lockgate --help`` works on a core install. A
+command whose optional dependency is missing stops with one line naming the
+extra to install (:data:`EXTRAS`), never a traceback::
+
+    Error: lockgate run needs the db extra: pip install 'lockgate[db]'
+"""
 
 from __future__ import annotations
 
@@ -12,7 +21,39 @@ import click
 
 from ..errors import ConfigurationError
 
-__all__ = ["main"]
+__all__ = ["EXTRAS", "main"]
+
+#: The extra of pyproject.toml that installs each optional top-level package.
+EXTRAS = {
+    **dict.fromkeys(
+        ("cachelib", "hiredis", "limits", "prometheus_client", "pymemcache", "redis", "structlog"),
+        "runtime",
+    ),
+    **dict.fromkeys(("granian", "gunicorn", "uwsgi"), "server"),
+    **dict.fromkeys(("alembic", "psycopg", "sqlalchemy"), "db"),
+}
+
+
+class _Command(click.Command):
+    """A command that names the extra to install when an optional import fails."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as error:
+            extra = EXTRAS.get((error.name or "").partition(".")[0])
+            if extra is None:
+                raise
+            command = " ".join(["lockgate", *ctx.command_path.split()[1:]])
+            raise click.ClickException(
+                f"{command} needs the {extra} extra: pip install 'lockgate[{extra}]'"
+            ) from None
+
+
+class _Group(click.Group):
+    command_class = _Command
+    group_class = type  # subgroups are _Group too
+
 
 manifest_option = click.option(
     "--manifest",
@@ -27,7 +68,7 @@ def _fail(error: ConfigurationError) -> None:
     raise click.ClickException(str(error))
 
 
-@click.group()
+@click.group(cls=_Group)
 def main() -> None:
     """Run and inspect a fleet of versioned Flask services."""
 
@@ -38,8 +79,9 @@ def main() -> None:
 @manifest_option
 def run(host: str, port: int, manifest: str) -> None:
     """Start every service behind one address (development server, threaded)."""
-    from werkzeug.serving import make_server
+    from werkzeug.serving import WSGIRequestHandler, make_server
 
+    from ..serving.inputs import guard_input
     from .database import upgrade_fleet
     from .front import create_fleet_app
     from .manifest import load_manifest
@@ -53,7 +95,16 @@ def run(host: str, port: int, manifest: str) -> None:
         _fail(error)
     # The services log every request as a JSON line; Werkzeug's own line would repeat it.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = make_server(host, port, _server_dates(app), threaded=True)
+
+    class Handler(WSGIRequestHandler):
+        def version_string(self) -> str:
+            # Werkzeug's own names its version and Python's: no need to tell a client.
+            return "Werkzeug"
+
+    # A body the server cannot read (a bad chunk) is a 400 with or without a size limit.
+    server = make_server(
+        host, port, _server_dates(guard_input(app)), threaded=True, request_handler=Handler
+    )
     base = f"http://{host}:{server.port}"
     click.echo(f"lockgate fleet {fleet.name!r}: {', '.join(s.name for s in fleet.services)}")
     click.echo(f"  docs:     {base}/docs")

@@ -9,6 +9,7 @@ formatter is :func:`~.rundir.json_formatter`.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import signal
 import subprocess
@@ -23,7 +24,13 @@ __all__ = ["serve_granian"]
 
 
 def serve_granian(options: ServeOptions, run_dir: Path) -> int:
-    """Serve ``options.target`` under granian until SIGTERM or SIGINT."""
+    """Serve ``options.target`` under granian until SIGTERM or SIGINT.
+
+    :raises ModuleNotFoundError: granian is not installed (the ``server`` extra).
+    """
+    if importlib.util.find_spec("granian") is None:
+        # Here, not in the child, whose failure would be a traceback in its log.
+        raise ModuleNotFoundError("No module named 'granian'", name="granian")
     host, _, port = options.bind.rpartition(":")
     log_config = run_dir / "granian-logging.json"
     log_config.write_text(json.dumps(_log_config()))

@@ -57,7 +57,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigurationError
 from .inputs import guard_input
 from .options import ServeOptions
 from .rundir import load_target
@@ -74,7 +73,10 @@ TARGET_ENV = "LOCKGATE_SERVE_TARGET"
 
 
 def serve_uwsgi(options: ServeOptions, run_dir: Path) -> int:
-    """Serve ``options.target`` under uWSGI until SIGTERM or SIGINT."""
+    """Serve ``options.target`` under uWSGI until SIGTERM or SIGINT.
+
+    :raises ModuleNotFoundError: uWSGI is not installed (the ``server`` extra).
+    """
     fifo = run_dir / "uwsgi.fifo"
     command = [
         _binary(),
@@ -172,7 +174,5 @@ def _binary() -> str:
     """The ``uwsgi`` installed beside this Python (the ``server`` extra)."""
     found = shutil.which("uwsgi", path=str(Path(sys.executable).parent)) or shutil.which("uwsgi")
     if found is None:
-        raise ConfigurationError(
-            "lockgate serve --server uwsgi needs the server extra: pip install 'lockgate[server]'"
-        )
+        raise ModuleNotFoundError("No module named 'uwsgi'", name="uwsgi")
     return found
