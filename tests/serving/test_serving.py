@@ -1,6 +1,8 @@
 """`lockgate serve` under real multi-worker servers: limits, drain, metrics, Redis loss.
 
-Every test talks to 127.0.0.1 only, bounds its requests, and stops its servers.
+Every behaviour is proven on each server (gunicorn, granian, uWSGI): the tests
+take the ``server`` fixture. Every test talks to 127.0.0.1 only, bounds its
+requests, and stops its servers (by PID, SIGTERM then SIGKILL).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +30,20 @@ from tests.servers import free_port, stop, wait_until_up
 LOCKGATE = Path(sys.executable).parent / "lockgate"
 MANIFEST = Path(__file__).parent / "servefleet" / "fleet.toml"
 ROOT = Path(__file__).resolve().parents[2]
+SERVERS = ["gunicorn", "granian", "uwsgi"]
+#: How each server logs a worker it starts, the worker's PID captured.
+WORKER_STARTED = {
+    "gunicorn": r"Booting worker with pid: (\d+)",
+    "granian": r"Spawning worker-\d+ with PID: (\d+)",
+    "uwsgi": r"spawned uWSGI worker \d+ \(pid: (\d+)",
+}
+#: Which logger writes the drain's line on SIGTERM: gunicorn's master, or the
+#: supervisor around granian and uWSGI.
+DRAIN_LOGGER = {
+    "gunicorn": "gunicorn.error",
+    "granian": "lockgate.serving",
+    "uwsgi": "lockgate.serving",
+}
 
 
 class Served:
@@ -44,8 +61,9 @@ def serving(
     tmp.mkdir(parents=True, exist_ok=True)
     log_path = tmp / f"serve-{port}.log"
     log = log_path.open("w")
-    environment = {**os.environ, "LOCKGATE_DATA_DIR": str(tmp / "data"), **(env or {})}
-    environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    environment = {**os.environ, "LOCKGATE_DATA_DIR": str(tmp / "data")}
+    environment.pop("PROMETHEUS_MULTIPROC_DIR", None)  # only a test's own
+    environment.update(env or {})
     process = subprocess.Popen(
         [
             str(LOCKGATE),
@@ -74,12 +92,20 @@ def serving(
         log.close()
 
 
+@pytest.fixture(params=SERVERS)
+def server(request: pytest.FixtureRequest) -> str:
+    """Each test that takes it runs once per server."""
+    name: str = request.param
+    return name
+
+
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
+def serve(tmp_path: Path, server: str) -> Iterator[Callable[..., Served]]:
+    """Start ``lockgate serve --server <server>``; stopped after the test."""
     with ExitStack() as stack:
 
         def start(*args: str, env: dict[str, str] | None = None, **kw: Path) -> Served:
-            return stack.enter_context(serving(tmp_path, *args, env=env, **kw))
+            return stack.enter_context(serving(tmp_path, "--server", server, *args, env=env, **kw))
 
         yield start
 
@@ -105,7 +131,9 @@ def concurrently(count: int, call: Callable[[int], object]) -> list[object]:
 
 
 @pytest.mark.server
-def test_exact_limit_across_four_workers(serve: Callable[..., Served], redis_url: str) -> None:
+def test_exact_limit_across_four_workers(
+    serve: Callable[..., Served], server: str, redis_url: str
+) -> None:
     served = serve(
         "--workers", "4", env={"REDIS_URL": redis_url, "LOCKGATE_RATE_LIMIT": "25/minute"}
     )
@@ -117,7 +145,7 @@ def test_exact_limit_across_four_workers(serve: Callable[..., Served], redis_url
     statuses = concurrently(60, get)
     assert statuses.count(200) == 25, statuses
     assert statuses.count(429) == 35, statuses
-    pids = set(re.findall(r"Booting worker with pid: (\d+)", served.log.read_text()))
+    pids = set(re.findall(WORKER_STARTED[server], served.log.read_text()))
     assert len(pids) == 4
     store = redis.Redis.from_url(redis_url)
     keys = list(store.scan_iter("lockgate:rl:*"))
@@ -127,7 +155,9 @@ def test_exact_limit_across_four_workers(serve: Callable[..., Served], redis_url
 
 
 @pytest.mark.server
-def test_sigterm_drains_in_flight_requests(serve: Callable[..., Served], redis_url: str) -> None:
+def test_sigterm_drains_in_flight_requests(
+    serve: Callable[..., Served], server: str, redis_url: str
+) -> None:
     served = serve("--workers", "2", "--threads", "16", env={"REDIS_URL": redis_url})
     results: list[object] = []
 
@@ -158,12 +188,17 @@ def test_sigterm_drains_in_flight_requests(serve: Callable[..., Served], redis_u
     assert results.count(200) == 20, results
     assert served.process.wait(timeout=20) == 0
     assert time.monotonic() - stopped_at < 1 + 10 + 5  # drain delay + graceful timeout
-    # One log stream, one format: gunicorn's own lines are JSON too.
+    # One log stream, one format: the servers' own lines are JSON too, but for
+    # uWSGI's, which are plain text (see lockgate.serving.uwsgi).
     lines = served.log.read_text().splitlines()
     banner = [line for line in lines if line.startswith("serving 'servefleet'")]
     assert len(banner) == 1  # the CLI's own line, on stdout
-    records = [json.loads(line) for line in lines if line not in banner]
-    assert any(r.get("logger") == "gunicorn.error" and "SIGTERM" in r["event"] for r in records)
+    rest = [line for line in lines if line not in banner]
+    if server == "uwsgi":
+        assert any("graceful shutdown triggered" in line for line in rest)
+        rest = [line for line in rest if line.startswith("{")]
+    records = [json.loads(line) for line in rest]
+    assert any(r.get("logger") == DRAIN_LOGGER[server] and "SIGTERM" in r["event"] for r in records)
     assert sum(r["event"] == "request" and r["route"] == "/api/v1/slow" for r in records) == 20
 
 
@@ -179,6 +214,37 @@ def test_metrics_are_summed_across_workers(
     for _ in range(4):  # whichever worker answers, the sum is the same
         text = httpx.get(f"{served.base}/metrics", timeout=10).text
         assert sum(float(value) for value in pattern.findall(text)) == 40
+
+
+@pytest.mark.server
+def test_a_dead_worker_leaves_the_live_sums(
+    serve: Callable[..., Served], redis_url: str, tmp_path: Path
+) -> None:
+    """A worker killed outright is replaced and marked dead: its live gauge file goes."""
+    metrics = tmp_path / "metrics"
+    served = serve(
+        "--workers", "2", env={"REDIS_URL": redis_url, "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+    )
+
+    def live() -> set[int]:
+        return {int(path.stem.rpartition("_")[2]) for path in metrics.glob("gauge_livesum_*.db")}
+
+    def workers_gauge() -> float:
+        text = httpx.get(f"{served.base}/metrics", timeout=10).text
+        return float(re.search(r"^slowservice_workers (\S+)$", text, re.M)[1])  # type: ignore[index]
+
+    deadline = time.monotonic() + 30
+    while len(live()) < 2:  # each worker creates its gauge when it builds the app
+        assert time.monotonic() < deadline, served.log.read_text()
+        time.sleep(0.1)
+    assert workers_gauge() == 2
+    victim = min(live())
+    os.kill(victim, signal.SIGKILL)  # a worker of the server this test started
+    deadline = time.monotonic() + 30
+    while victim in live() or len(live()) < 2:  # marked dead, and replaced
+        assert time.monotonic() < deadline, (live(), served.log.read_text())
+        time.sleep(0.1)
+    assert workers_gauge() == 2  # without the mark it would be 3
 
 
 @pytest.mark.server
@@ -202,19 +268,20 @@ def test_reference_fleet_metrics_are_summed_across_workers(
         assert sum(float(value) for value in deprecated.findall(response.text)) == 30
 
 
-def test_several_workers_need_redis(tmp_path: Path) -> None:
+def test_several_workers_need_redis(tmp_path: Path, server: str) -> None:
     environment = {**os.environ, "LOCKGATE_DATA_DIR": str(tmp_path)}
     environment.pop("REDIS_URL", None)
     result = subprocess.run(
-        [str(LOCKGATE), "serve", "--manifest", str(MANIFEST), "--workers", "2"],
+        [str(LOCKGATE), "serve", "--manifest", str(MANIFEST), "--server", server, "--workers", "2"],
         env=environment,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode != 0
-    assert "REDIS_URL" in result.stderr
-    assert "per process" in result.stderr or "worker" in result.stderr
+    assert "--workers 2 needs REDIS_URL" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "serving" not in result.stdout  # refused before any server started
 
 
 @pytest.mark.server
@@ -263,15 +330,6 @@ def test_redis_going_away(serve: Callable[..., Served], tmp_path: Path) -> None:
 
 
 @pytest.mark.server
-def test_granian_serves_the_fleet(serve: Callable[..., Served], redis_url: str) -> None:
-    served = serve("--server", "granian", "--workers", "2", env={"REDIS_URL": redis_url})
-    response = httpx.get(f"{served.base}/api/fast", timeout=10)
-    assert response.status_code == 200
-    assert response.headers["api-version"] == "1"
-    assert httpx.get(f"{served.base}/readyz", timeout=10).status_code == 200
-
-
-@pytest.mark.server
 def test_a_read_after_a_write_is_fresh_on_every_worker(
     serve: Callable[..., Served], redis_url: str
 ) -> None:
@@ -292,3 +350,122 @@ def test_a_read_after_a_write_is_fresh_on_every_worker(
             assert listed[user["id"]] == f"Cache {name}"
         hits = [client.get(url).headers.get("x-cache") for _ in range(8)]
         assert "hit" in hits  # the cache is in use, not bypassed
+
+
+def raw_request(
+    base: str, data: bytes, timeout: float = 10
+) -> tuple[int | None, dict[str, str], bytes]:
+    """Send ``data`` as is; the status (``None``: closed without one), headers, body."""
+    host, _, port = base.removeprefix("http://").rpartition(":")
+    received = b""
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        try:
+            sock.sendall(data)
+            while chunk := sock.recv(65536):
+                received += chunk
+        except ConnectionResetError:
+            pass
+    head, _, body = received.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    if not lines[0].startswith("HTTP/1."):
+        return None, {}, body
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(lines[0].split()[1]), headers, body
+
+
+def chunked_post(body: bytes) -> bytes:
+    return (
+        b"POST /api/v1/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + body
+    )
+
+
+@pytest.mark.server
+def test_chunked_bodies(serve: Callable[..., Served]) -> None:
+    """A chunked body is read whole; one whose chunk size is not hex is a 400, never a 500."""
+    served = serve()
+    status, headers, body = raw_request(
+        served.base, chunked_post(b'6\r\n{"text\r\n7\r\n": "hi"\r\n1\r\n}\r\n0\r\n\r\n')
+    )
+    assert status == 200, body
+    assert json.loads(body) == {"text": "hi"}
+    status, headers, body = raw_request(
+        served.base, chunked_post(b'zz\r\n{"text": "a"}\r\n0\r\n\r\n')
+    )
+    assert status == 400, body
+    assert headers["content-type"] == "application/problem+json"
+    assert json.loads(body)["status"] == 400
+    assert headers["x-request-id"]
+    logged = [
+        json.loads(line) for line in served.log.read_text().splitlines() if '"request"' in line
+    ]
+    assert [r["status"] for r in logged if r.get("route") == "/api/v1/echo"] == [200, 400]
+
+
+@pytest.mark.server
+def test_server_header_names_no_version(serve: Callable[..., Served], server: str) -> None:
+    """Gunicorn and granian name themselves, uWSGI sends none; no version, no Python."""
+    served = serve()
+    response = httpx.get(f"{served.base}/healthz", timeout=10)
+    assert response.status_code == 200
+    expected = {"gunicorn": ["gunicorn"], "granian": ["granian"], "uwsgi": []}
+    assert response.headers.get_list("server") == expected[server]
+
+
+#: What each server answers, before the app sees the request, to a request line
+#: or headers past its limits (docs/serving.md lists the same): status (None:
+#: the connection closes with no answer) and Content-Type.
+PRE_APP = {
+    "gunicorn": {
+        "line-5k": (414, "text/html"),
+        "line-70k": (414, "text/html"),
+        "header-9k": (431, "text/html"),
+        "header-70k": (431, "text/html"),
+        "headers-101": (431, "text/html"),
+        "not-http": (400, "text/html"),
+    },
+    "granian": {
+        "line-5k": (200, "application/json"),
+        "line-70k": (414, None),
+        "header-9k": (200, "application/json"),
+        "header-70k": (200, "application/json"),
+        "headers-101": (431, None),
+        "not-http": (400, None),
+    },
+    "uwsgi": {
+        "line-5k": (200, "application/json"),
+        "line-70k": (None, None),
+        "header-9k": (200, "application/json"),
+        "header-70k": (None, None),
+        "headers-101": (200, "application/json"),
+        "not-http": (None, None),
+    },
+}
+
+
+def pre_app_requests() -> dict[str, bytes]:
+    end = b"Host: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    return {
+        "line-5k": b"GET /healthz?" + b"a" * 5000 + b" HTTP/1.1\r\n" + end,
+        "line-70k": b"GET /healthz?" + b"a" * 70000 + b" HTTP/1.1\r\n" + end,
+        "header-9k": b"GET /healthz HTTP/1.1\r\nX-Big: " + b"b" * 9000 + b"\r\n" + end,
+        "header-70k": b"GET /healthz HTTP/1.1\r\nX-Big: " + b"b" * 70000 + b"\r\n" + end,
+        "headers-101": b"GET /healthz HTTP/1.1\r\n"
+        + b"".join(b"X-H%d: v\r\n" % i for i in range(99))
+        + end,
+        "not-http": b"HELLO\r\n\r\n",
+    }
+
+
+@pytest.mark.server
+def test_pre_app_errors_are_as_documented(serve: Callable[..., Served], server: str) -> None:
+    served = serve()
+    answers = {}
+    for name, data in pre_app_requests().items():
+        status, headers, _ = raw_request(served.base, data)
+        answers[name] = (status, headers.get("content-type"))
+    assert answers == PRE_APP[server]
+    assert httpx.get(f"{served.base}/healthz", timeout=10).status_code == 200  # still serving

@@ -52,6 +52,9 @@ def serve_granian(options: ServeOptions, run_dir: Path) -> int:
         "--workers-kill-timeout",
         str(int(options.graceful_timeout)),
         "--no-ws",
+        # A worker that dies is replaced, as gunicorn's and uWSGI's are; without
+        # this granian stops altogether.
+        "--respawn-failed-workers",
         "--log-config",
         str(log_config),
         options.target,

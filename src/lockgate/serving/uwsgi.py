@@ -24,6 +24,10 @@ The options, and why:
 - ``--buffer-size 65535`` (its maximum): the request line and headers must fit
   in this buffer; at the default 4 KiB a large cookie or token is refused.
 - ``--disable-logging``: the app writes one JSON line per request.
+- ``--add-header "Connection: close"``: the HTTP socket closes the
+  connection after each response (keep-alive, ``--http11-socket``, would hold
+  a request thread per idle connection) but does not say so; a client that
+  reuses the connection then reads a reset. Saying so makes it reconnect.
 - ``--thunder-lock``: one worker at a time in ``accept()``, no thundering herd.
 - ``--single-interpreter``: one Python interpreter per worker, as everywhere else.
 - ``--listen``: gunicorn's backlog (2048) rather than uWSGI's 100, capped by
@@ -102,6 +106,8 @@ def serve_uwsgi(options: ServeOptions, run_dir: Path) -> int:
         "--worker-reload-mercy",
         str(int(options.graceful_timeout)),
         "--disable-logging",
+        "--add-header",
+        "Connection: close",
         "--thunder-lock",
         "--single-interpreter",
         "--listen",

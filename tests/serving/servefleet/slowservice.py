@@ -8,6 +8,7 @@ from typing import Any
 
 import redis
 from flask import Blueprint, Flask, request
+from prometheus_client import Gauge
 from pydantic import BaseModel
 
 from lockgate import Version, Versioning
@@ -20,6 +21,10 @@ class Note(BaseModel):
 
 
 def create_app() -> Flask:
+    # One per worker, summed over the live ones: a dead worker's must leave the sum.
+    Gauge("slowservice_workers", "Workers serving", multiprocess_mode="livesum", registry=None).set(
+        1
+    )
     app = Flask("slowservice")
     app.config["LOCKGATE_SERVICE"] = "slowservice"
     versioning = Versioning(app, versions=[Version("1")])
