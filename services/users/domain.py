@@ -16,14 +16,16 @@ class User:
 
     @property
     def name(self) -> str:
-        """The v1 view: first and last name joined by a space."""
-        return f"{self.first_name} {self.last_name}".strip()
+        """The v1 view: first and last name joined by a space (just the first
+        name when there is no last name)."""
+        return f"{self.first_name} {self.last_name}" if self.last_name else self.first_name
 
 
 def split_name(name: str) -> tuple[str, str]:
-    """v1's ``name`` split at its first space into first and last name."""
-    first, _, last = name.strip().partition(" ")
-    return first, last.strip()
+    """v1's ``name`` split at its first space into first and last name, as
+    given: ``"Ada  Lovelace"`` reads back unchanged."""
+    first, _, last = name.partition(" ")
+    return first, last
 
 
 def rfc3339(moment: datetime) -> str:

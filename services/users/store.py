@@ -49,9 +49,13 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+#: The largest integer any integer the service sends to a database may be (an
+#: offset, a keyset position): SQLite's integers and PostgreSQL's ``BIGINT``
+#: are 64-bit signed; past this SQLite raises ``OverflowError``.
+BIGINT_MAX = 2**63 - 1
 #: The largest ``users.id`` each database can hold: SQLite's integers are 64-bit,
 #: the others' ``INTEGER`` (PostgreSQL's included) 32-bit.
-_MAX_ID = {"sqlite": 2**63 - 1}
+_MAX_ID = {"sqlite": BIGINT_MAX}
 _MAX_ID_DEFAULT = 2**31 - 1
 
 
@@ -108,7 +112,14 @@ class UserStore:
         after: int | None = None,
         email: str | None = None,
     ) -> list[User]:
-        """Users by id; ``after`` for keyset paging, ``offset`` for v1's."""
+        """Users by id; ``after`` for keyset paging, ``offset`` for v1's.
+
+        ``offset`` and ``after`` may be anything up to :data:`BIGINT_MAX`.
+        """
+        if after is not None and after >= self.max_id:
+            # No id lies beyond; PostgreSQL would refuse the comparison with
+            # its 32-bit column ("integer out of range").
+            return []
         query = select(users).order_by(users.c.id).limit(limit)
         if after is not None:
             query = query.where(users.c.id > after)

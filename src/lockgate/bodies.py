@@ -15,9 +15,11 @@ fields are rejected rather than ignored: give models ``extra="forbid"``.
 
 Only what RFC 8259 allows is parsed: ``NaN`` and ``Infinity`` are refused, and
 so is an object that names one key twice, since parsers disagree on which
-value wins. A chunked body (no ``Content-Length``) is held to the same limit
-as one that declares its length: it is refused once it passes the limit,
-never cut short and then parsed.
+value wins, and so is a string escaping a lone surrogate (``"\\ud800"``),
+which is no Unicode character and cannot be stored or encoded as UTF-8. A
+chunked body (no ``Content-Length``) is held to the same limit as one that
+declares its length: it is refused once it passes the limit, never cut short
+and then parsed.
 """
 
 from __future__ import annotations
@@ -64,6 +66,12 @@ def read_json(model: type[M], *, max_depth: int = MAX_DEPTH) -> M:
         data = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
     except (ValueError, RecursionError) as error:
         raise Problem(400, f"the body is not valid JSON: {error}", code="MalformedJson") from None
+    if "\\u" in text and _has_lone_surrogate(data):
+        raise Problem(
+            400,
+            "the body escapes a lone UTF-16 surrogate (\\ud800-\\udfff), which is no character",
+            code="MalformedJson",
+        )
     try:
         return model.model_validate(data)
     except ValidationError as error:
@@ -133,6 +141,19 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise ValueError(f"the key {key!r} appears more than once in one object")
         data[key] = value
     return data
+
+
+def _has_lone_surrogate(data: Any) -> bool:
+    """Whether a string of ``data`` holds a surrogate no pair completes.
+
+    Only a ``\\u`` escape can produce one (the body was decoded as UTF-8),
+    and no database or encoder can store it (I-JSON, RFC 7493 section 2.1).
+    """
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _depth(text: str) -> int:

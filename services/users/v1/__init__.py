@@ -1,22 +1,39 @@
-"""Version 1 of the users API: one ``name``, a bare array with limit/offset."""
+"""Version 1 of the users API: one ``name``, a bare array with limit/offset.
+
+Representation and validation only; the views are :mod:`..web`'s.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from flask import Blueprint, Response, jsonify
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
-
-from lockgate import operation
-from lockgate.bodies import read_json
-from lockgate.runtime import cached
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from ..domain import User, split_name
-from ..web import Email, create, created, existing, query, reject_nulls, remove, store, update
+from ..web import (
+    BODY,
+    QUERY,
+    Email,
+    Listing,
+    Page,
+    Position,
+    QueryInt,
+    Representation,
+    omittable,
+    user_blueprint,
+)
 
-bp = Blueprint("users", __name__, url_prefix="/users")
-
-FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=201)]
+#: A first name of 1 to 100 characters without a space, then optionally a
+#: space and a last name of up to 100: ``name`` is split at its first space
+#: into the two fields every version shares. No control characters.
+FullName = Annotated[
+    str,
+    StringConstraints(
+        min_length=1,
+        max_length=201,
+        pattern=r"^[^\x00-\x1f\x7f-\x9f ]{1,100}( [^\x00-\x1f\x7f-\x9f]{0,100})?$",
+    ),
+]
 
 
 class UserV1(BaseModel):
@@ -26,15 +43,15 @@ class UserV1(BaseModel):
 
 
 class NewUserV1(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = BODY
     name: FullName
     email: Email
 
 
 class UserPatchV1(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: FullName | None = None
-    email: Email | None = None
+    model_config = BODY
+    name: FullName = omittable()
+    email: Email = omittable()
 
 
 #: The most users one v1 page holds; a larger ``?limit`` is clamped, not refused.
@@ -42,71 +59,45 @@ MAX_LIMIT = 100
 
 
 class ListQueryV1(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    limit: Annotated[int, AfterValidator(lambda limit: min(limit, MAX_LIMIT))] = Field(
+    model_config = QUERY
+    limit: Annotated[QueryInt, AfterValidator(lambda limit: min(limit, MAX_LIMIT))] = Field(
         MAX_LIMIT, ge=1, description=f"At most {MAX_LIMIT}; a larger value gives {MAX_LIMIT}"
     )
-    offset: int = Field(0, ge=0)
+    offset: Position = Field(0, description="Users to skip")
 
 
 def represent(user: User) -> dict[str, Any]:
     return {"id": user.id, "name": user.name, "email": user.email}
 
 
-@bp.get("")
-@cached("users")
-@operation(query=ListQueryV1, response=list[UserV1], summary="List users")
-def list_users() -> Response:
-    """Users by id, as a bare array; limit (at most 100) and offset."""
-    params = query(ListQueryV1)
-    users = store().page(limit=params.limit, offset=params.offset)
-    return jsonify([represent(user) for user in users])
+def fields(body: dict[str, Any]) -> dict[str, str]:
+    """``name`` becomes first and last name; ``email`` is kept."""
+    found = {"email": body["email"]} if "email" in body else {}
+    if "name" in body:
+        found["first_name"], found["last_name"] = split_name(body["name"])
+    return found
 
 
-@bp.post("")
-@operation(
-    request=NewUserV1,
-    response=UserV1,
-    status=201,
-    responses={409: "Email already used", 422: "Invalid fields"},
+def listing(params: ListQueryV1) -> Listing:
+    return Listing(limit=params.limit, offset=params.offset)
+
+
+def present(page: Page) -> list[dict[str, Any]]:
+    """A bare array: v1 says nothing of further pages."""
+    return [represent(user) for user in page.users]
+
+
+representation = Representation(
+    user=UserV1,
+    new=NewUserV1,
+    patch=UserPatchV1,
+    query=ListQueryV1,
+    page=list[UserV1],
+    represent=represent,
+    fields=fields,
+    listing=listing,
+    present=present,
+    create_doc="The name is split at its first space into first and last name.",
+    update_doc="Change the name or email; a new name is split again.",
 )
-def create_user() -> tuple[Response, int, dict[str, str]]:
-    """Create a user; the name is split at its first space."""
-    body = read_json(NewUserV1)
-    first, last = split_name(body.name)
-    user = create(first, last, body.email)
-    return created(represent(user), user)
-
-
-@bp.get("/<int:user_id>")
-@cached("users")
-@operation(response=UserV1, responses={404: "No such user"})
-def get_user(user_id: int) -> Response:
-    """One user."""
-    return jsonify(represent(existing(user_id)))
-
-
-@bp.patch("/<int:user_id>")
-@operation(
-    request=UserPatchV1,
-    response=UserV1,
-    responses={404: "No such user", 409: "Email already used", 422: "Invalid fields"},
-)
-def update_user(user_id: int) -> Response:
-    """Change the name or email; a new name is split again."""
-    body = read_json(UserPatchV1)
-    fields = body.model_dump(exclude_unset=True)
-    reject_nulls(fields)
-    changes: dict[str, str] = {}
-    if "name" in fields:
-        changes["first_name"], changes["last_name"] = split_name(fields["name"])
-    if "email" in fields:
-        changes["email"] = fields["email"]
-    return jsonify(represent(update(user_id, changes)))
-
-
-@bp.delete("/<int:user_id>")
-@operation(responses={404: "No such user"})
-def delete_user(user_id: int) -> Response:
-    """Delete a user."""
-    return remove(user_id)
+bp = user_blueprint(__name__, representation)

@@ -1,35 +1,43 @@
-"""Version 2 of the users API: split names, ``created_at``, cursor pages."""
+"""Version 2 of the users API: split names, ``created_at``, cursor pages.
+
+Representation and validation only; the views are :mod:`..web`'s.
+"""
 
 from __future__ import annotations
 
 import base64
-import binascii
-import json
-from typing import Any
+from typing import Annotated, Any
 
-from flask import Blueprint, Response, jsonify
-from pydantic import BaseModel, ConfigDict, Field
-
-from lockgate import Problem, operation
-from lockgate.bodies import read_json
-from lockgate.runtime import cached
+from pydantic import BaseModel, Field, StringConstraints
 
 from ..domain import User, rfc3339
 from ..web import (
+    BODY,
+    NO_CONTROL,
+    QUERY,
     Email,
     LastName,
+    Listing,
     Name,
-    create,
-    created,
-    existing,
-    query,
-    reject_nulls,
-    remove,
-    store,
-    update,
+    Page,
+    QueryInt,
+    Representation,
+    omittable,
+    user_blueprint,
 )
 
-bp = Blueprint("users", __name__, url_prefix="/users")
+#: A cursor is the last id of a page, 8 bytes big-endian in unpadded base64url:
+#: eleven characters, the first below ``g`` (the top bit clear: at most
+#: 2**63 - 1) and the last with its two padding bits clear. Every string this
+#: pattern admits decodes to a position, so the document describes exactly
+#: the cursors the service accepts.
+Cursor = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-f][A-Za-z0-9_-]{9}[AEIMQUYcgkosw048]$"),
+]
+#: The filter compares with stored addresses case-insensitively; any text is a
+#: valid filter (it may simply match nobody).
+EmailFilter = Annotated[str, StringConstraints(min_length=1, max_length=320, pattern=NO_CONTROL)]
 
 
 class UserV2(BaseModel):
@@ -46,24 +54,24 @@ class UserPageV2(BaseModel):
 
 
 class NewUserV2(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = BODY
     first_name: Name
     last_name: LastName
     email: Email
 
 
 class UserPatchV2(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    first_name: Name | None = None
-    last_name: LastName | None = None
-    email: Email | None = None
+    model_config = BODY
+    first_name: Name = omittable()
+    last_name: LastName = omittable()
+    email: Email = omittable()
 
 
 class ListQueryV2(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    limit: int = Field(20, ge=1, le=100)
-    cursor: str | None = Field(None, description="Opaque; from next_cursor")
-    email: str | None = Field(None, description="Exact email (case-insensitive)")
+    model_config = QUERY
+    limit: QueryInt = Field(20, ge=1, le=100)
+    cursor: Cursor = omittable(description="Opaque; from next_cursor")
+    email: EmailFilter = omittable(description="Exact email (case-insensitive)")
 
 
 def represent(user: User) -> dict[str, Any]:
@@ -76,84 +84,42 @@ def represent(user: User) -> dict[str, Any]:
     }
 
 
+def fields(body: dict[str, Any]) -> dict[str, str]:
+    """v2's fields are the domain's."""
+    return dict(body)
+
+
 def encode_cursor(after: int) -> str:
-    raw = json.dumps({"after": after}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return base64.urlsafe_b64encode(after.to_bytes(8, "big")).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> int:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        after = json.loads(base64.urlsafe_b64decode(padded.encode()))["after"]
-    except (binascii.Error, ValueError, KeyError, TypeError):
-        after = None
-    if not isinstance(after, int) or isinstance(after, bool) or after < 0:
-        raise Problem(
-            400,
-            "the cursor is not one this API issued",
-            code="InvalidQuery",
-            errors=[{"field": "cursor", "message": "invalid cursor"}],
-        )
-    return after
+    """The id a :data:`Cursor` names (it has been validated: always 0 to 2**63 - 1)."""
+    return int.from_bytes(base64.urlsafe_b64decode(cursor + "="), "big")
 
 
-@bp.get("")
-@cached("users")
-@operation(query=ListQueryV2, response=UserPageV2, summary="List users")
-def list_users() -> Response:
-    """A page of users by id; follow next_cursor for the next one."""
-    params = query(ListQueryV2)
+def listing(params: ListQueryV2) -> Listing:
     after = None if params.cursor is None else decode_cursor(params.cursor)
-    # One extra row tells whether another page exists.
-    users = store().page(limit=params.limit + 1, after=after, email=params.email)
-    page = users[: params.limit]
-    more = len(users) > params.limit
-    return jsonify(
-        {
-            "data": [represent(user) for user in page],
-            "next_cursor": encode_cursor(page[-1].id) if more else None,
-        }
-    )
+    return Listing(limit=params.limit, after=after, email=params.email)
 
 
-@bp.post("")
-@operation(
-    request=NewUserV2,
-    response=UserV2,
-    status=201,
-    responses={409: "Email already used", 422: "Invalid fields"},
+def present(page: Page) -> dict[str, Any]:
+    return {
+        "data": [represent(user) for user in page.users],
+        "next_cursor": encode_cursor(page.users[-1].id) if page.more else None,
+    }
+
+
+representation = Representation(
+    user=UserV2,
+    new=NewUserV2,
+    patch=UserPatchV2,
+    query=ListQueryV2,
+    page=UserPageV2,
+    represent=represent,
+    fields=fields,
+    listing=listing,
+    present=present,
+    update_doc="Change any of first name, last name and email.",
 )
-def create_user() -> tuple[Response, int, dict[str, str]]:
-    """Create a user."""
-    body = read_json(NewUserV2)
-    user = create(body.first_name, body.last_name, body.email)
-    return created(represent(user), user)
-
-
-@bp.get("/<int:user_id>")
-@cached("users")
-@operation(response=UserV2, responses={404: "No such user"})
-def get_user(user_id: int) -> Response:
-    """One user."""
-    return jsonify(represent(existing(user_id)))
-
-
-@bp.patch("/<int:user_id>")
-@operation(
-    request=UserPatchV2,
-    response=UserV2,
-    responses={404: "No such user", 409: "Email already used", 422: "Invalid fields"},
-)
-def update_user(user_id: int) -> Response:
-    """Change any of first name, last name and email."""
-    body = read_json(UserPatchV2)
-    changes = body.model_dump(exclude_unset=True)
-    reject_nulls(changes)
-    return jsonify(represent(update(user_id, changes)))
-
-
-@bp.delete("/<int:user_id>")
-@operation(responses={404: "No such user"})
-def delete_user(user_id: int) -> Response:
-    """Delete a user."""
-    return remove(user_id)
+bp = user_blueprint(__name__, representation)
