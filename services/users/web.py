@@ -53,10 +53,31 @@ def _plain_email(value: object) -> object:
 
 
 def _decimal(value: object) -> object:
-    """A query integer is decimal digits: no ``1.0``, ``+5``, ``1_000`` or spaces."""
-    if isinstance(value, str) and not _DIGITS.fullmatch(value):
+    """A query integer is decimal digits: no ``1.0``, ``+5``, ``1_000`` or spaces.
+
+    Leading zeros are dropped (``0005`` is 5, however many zeros).
+    """
+    if not isinstance(value, str):
+        return value
+    if not _DIGITS.fullmatch(value):
         raise ValueError("not an integer in decimal digits")
-    return value
+    sign, digits = ("-", value[1:]) if value.startswith("-") else ("", value)
+    return sign + (digits.lstrip("0") or "0")
+
+
+def clamp(most: int) -> BeforeValidator:
+    """Any integer above ``most`` counts as ``most``, however many digits it has
+    (``int()`` itself refuses more than 4,300)."""
+
+    def clamped(value: object) -> object:
+        value = _decimal(value)
+        if isinstance(value, str) and not value.startswith("-") and len(value) > len(str(most)):
+            return most
+        if isinstance(value, str | int) and not isinstance(value, bool) and int(value) > most:
+            return most
+        return value
+
+    return BeforeValidator(clamped)
 
 
 def omittable(**constraints: Any) -> Any:
@@ -102,7 +123,11 @@ Email = Annotated[
             "An email address (no quoted local part, no IP-literal domain, "
             "no special-use domain such as .test or .localhost)"
         ),
-        json_schema_extra={"not": {"pattern": _special_use()}},
+        json_schema_extra={
+            # What email-validator refuses anywhere in an address: spaces and controls.
+            "pattern": r"^[^\x00-\x20\x7f-\xa0]*$",
+            "not": {"pattern": _special_use()},
+        },
     ),
     BeforeValidator(_plain_email),
 ]

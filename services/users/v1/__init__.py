@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
 from ..domain import User, split_name
 from ..web import (
@@ -17,8 +17,8 @@ from ..web import (
     Listing,
     Page,
     Position,
-    QueryInt,
     Representation,
+    clamp,
     omittable,
     user_blueprint,
 )
@@ -60,7 +60,7 @@ MAX_LIMIT = 100
 
 class ListQueryV1(BaseModel):
     model_config = QUERY
-    limit: Annotated[QueryInt, AfterValidator(lambda limit: min(limit, MAX_LIMIT))] = Field(
+    limit: Annotated[int, clamp(MAX_LIMIT)] = Field(
         MAX_LIMIT, ge=1, description=f"At most {MAX_LIMIT}; a larger value gives {MAX_LIMIT}"
     )
     offset: Position = Field(0, description="Users to skip")
