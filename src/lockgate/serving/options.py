@@ -29,10 +29,12 @@ class ServeOptions:
         Gunicorn 8: its threads parse HTTP in Python and wait on the socket.
         Granian 2: its Rust side does that I/O, so more Python threads only
         contend for the GIL (measured: 2 threads serve about 1.3x what 8 do).
-        uWSGI 4: it parses HTTP in C as granian does, but each thread also
-        owns its connection until the response is written, so a thread
-        waiting on a slow client or on Redis is one fewer serving; 4 keeps
-        that wait covered without granian-like GIL contention.
+        uWSGI 4: it parses HTTP in C, as granian does, but each request
+        thread also reads its request and writes its response itself. On the
+        fast route 2, 4 and 8 threads served within noise of each other (2
+        workers, wrk -c16, 2 shared cores, 2026-12-01); 4 lets requests that
+        wait on the database or Redis overlap without the GIL contention that
+        granian showed past 2.
     :param bind: ``host:port``.
     :param graceful_timeout: seconds in-flight requests get once accepting stops.
     :param drain_delay: seconds between SIGTERM and accepting stopping, with
