@@ -122,3 +122,24 @@ def test_json_that_rfc_8259_does_not_allow_or_that_is_ambiguous(
 def test_the_refusal_names_the_repeated_key(client: FlaskClient) -> None:
     response = client.post("/notes", data=b'{"text": "a", "text": "b"}', headers=JSON)
     assert "'text'" in response.get_json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "text", ['"\\ud800"', '"x\\udfff"', '"\\ud83d \\ude00"', '"\\udc00\\ud800"'], ids=str
+)
+def test_a_lone_surrogate_is_malformed(client: FlaskClient, text: str) -> None:
+    response = client.post("/notes", data=f'{{"text": {text}}}'.encode(), headers=JSON)
+    assert response.status_code == 400
+    assert response.get_json()["code"] == "MalformedJson"
+    assert "surrogate" in response.get_json()["detail"]
+
+
+def test_an_escaped_pair_is_one_character(client: FlaskClient) -> None:
+    for body in (
+        b'{"text": "\\ud83d\\ude00"}',
+        '{"text": "\U0001f600"}'.encode(),
+        b'{"text": "\\u00e9"}',
+    ):
+        response = client.post("/notes", data=body, headers=JSON)
+        assert response.status_code == 200, body
+    assert response.get_json()["text"] == "\u00e9"
