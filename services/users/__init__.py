@@ -1,8 +1,9 @@
 """The users service: v0 (retired), v1 (deprecated) and v2 of one user store.
 
-Version folders (``v1/``, ``v2/``) hold representation and validation only;
-``domain`` and ``store`` beneath them are shared, so a user written through
-one version reads back through the other.
+Version folders (``v1/``, ``v2/``) hold representation and validation only
+(each a :class:`~.web.Representation`); the views in ``web``, the ``domain``
+and the ``store`` beneath them are shared, so a user written through one
+version reads back through the other.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     ``DATABASE_URL`` (default: SQLite in ``$LOCKGATE_DATA_DIR``),
     ``LOCKGATE_PUBLIC_URL`` (makes the deprecation policy link absolute),
     ``MAX_CONTENT_LENGTH`` (1 MiB), ``LOCKGATE_LIFECYCLE_FILE``, and the
-    runtime's keys (``REDIS_URL``, ``LOCKGATE_RATE_LIMIT``, ...; see
+    runtime's keys (``REDIS_URL``, ``LOCKGATE_RATE_LIMIT``,
+    ``LOCKGATE_TRUSTED_HOSTS``, ...; see
     :class:`lockgate.runtime.Runtime`).
     """
     app = Flask(__name__)
