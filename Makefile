@@ -50,9 +50,12 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# Two workers, one file each at a time: the server suites (serving, the fleet,
+# schemathesis) wait on subprocesses, so they overlap well with the rest.
+PYTEST_WORKERS ?= 2
 pytest: setup
 	mkdir -p .lockgate
-	$(BIN)/pytest --junitxml=.lockgate/junit.xml $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --junitxml=.lockgate/junit.xml $(PYTEST_ARGS)
 
 bench: setup wrk ## benchmarks; figures go to docs/benchmarks.md
 	$(BIN)/python bench/versioning.py --write docs/benchmarks.md
