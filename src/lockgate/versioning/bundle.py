@@ -39,7 +39,7 @@ class Snapshot:
     #: Caches valid for this lifecycle period only. Kept here rather than beside
     #: a "current snapshot" marker so that a thread still holding the previous
     #: snapshot cannot write into the new period's caches.
-    #: Reader inputs -> negotiation outcome (see the dispatcher).
+    #: Reader inputs -> negotiation outcome, a ``state.Decision`` (see the dispatcher).
     decisions: dict[tuple[str | None, ...], Any] = field(
         default_factory=dict, compare=False, repr=False
     )
@@ -78,7 +78,9 @@ class VersionBundle:
             if label is None or label not in self.by_label:
                 raise ConfigurationError(f"default version {default!r} is not a declared version")
             self._default_label = label
-        self._snapshot: Snapshot | None = None
+        #: The snapshot computed last: the dispatcher checks it is still valid
+        #: (:meth:`Snapshot.valid_at`) before asking :meth:`snapshot`.
+        self.last: Snapshot = self._compute(now)
         self.validate(now)
 
     def validate(self, now: datetime) -> None:
@@ -120,11 +122,10 @@ class VersionBundle:
 
     def snapshot(self, now: datetime) -> Snapshot:
         """The lifecycle at ``now`` (cached until the next lifecycle instant)."""
-        snap = self._snapshot
-        if snap is not None and snap.since <= now and (snap.until is None or now < snap.until):
+        snap = self.last
+        if snap.since <= now and (snap.until is None or now < snap.until):
             return snap
-        snap = self._compute(now)
-        self._snapshot = snap
+        snap = self.last = self._compute(now)
         return snap
 
     def _compute(self, now: datetime) -> Snapshot:

@@ -30,7 +30,7 @@ from ..problems import ORIGINAL_PATH_KEY, handle_http_exception
 from .headers import sunset_value
 from .negotiation import negotiate
 from .readers import Found, split_url_version
-from .state import ENVIRON_KEY, RequestVersion, VersioningState
+from .state import ENVIRON_KEY, Decision, RequestVersion, VersioningState
 from .versions import Label, Version, VersionStatus
 
 if TYPE_CHECKING:
@@ -54,7 +54,13 @@ class VersionDispatcher:
 
     Headers are added to the final header list in ``start_response``, after
     Flask is done: every response of a versioned route gets them, errors and
-    responses served from a cache included, at the cost of a list append.
+    responses served from a cache included, at the cost of a list extend.
+
+    ``__call__`` is the path of most requests, a served version written
+    canonically (``/api/v2/users/5``) whose negotiation is cached for this
+    lifecycle period; everything else (unversioned paths, other spellings,
+    neutral routes, first sightings, refusals) goes through :meth:`decide`.
+    Both end in the same :class:`~.state.Decision`, so both answer alike.
     """
 
     def __init__(self, wsgi_app: WSGIApplication, app: Flask) -> None:
@@ -67,24 +73,66 @@ class VersionDispatcher:
         state = self.state
         if state is None:
             state = self.state = self.app.extensions["lockgate"]
-        prefix = state.prefix
-        if not path.startswith(prefix) or (len(path) > len(prefix) and path[len(prefix)] != "/"):
+        if not path.startswith(state.prefix_slash) and path != state.prefix:
             return self.wsgi_app(environ, start_response)
-        found = self.decide(environ, path, state)
+        routes = state.routes or state.route_index(self.app)
+        # Every step below costs about as much as a few lines of Flask's own
+        # request handling, so the common case takes as few as it can.
+        if path.startswith(state.versioned):  # /api/v2/users: a served version, spelt so?
+            end = path.find("/", state.segment_at)
+            text = state.version_paths.get(path if end < 0 else path[:end])
+            if text is None:
+                return self.slow(environ, start_response, path, state)
+        elif path.startswith(state.versioned_upper):
+            return self.slow(environ, start_response, path, state)
+        else:  # /api/users: unversioned
+            end, text = -1, None
+        if path in routes.neutral_static or (
+            routes.neutral_dynamic is not None and routes.is_neutral(path)
+        ):
+            return self.slow(environ, start_response, path, state)
+        now = state.clock()
+        snapshot = state.bundle.last
+        if now < snapshot.since or (snapshot.until is not None and now >= snapshot.until):
+            snapshot = state.bundle.snapshot(now)
+        get = environ.get
+        key: tuple[str | None, ...]
+        if state.unrolled:
+            first, second, third, fourth = state.key_names
+            key = (text, get(first), get(second), get(third), get(fourth))
+        else:
+            key = (text, *map(get, state.key_names))
+        decision: Decision | None = snapshot.decisions.get(key)
+        if decision is None or decision.refused:
+            return self.slow(environ, start_response, path, state)
+        if text is None:
+            rest = path[state.prefix_length :]
+            environ[ORIGINAL_PATH_KEY] = path
+            environ["PATH_INFO"] = decision.path + rest
+        else:
+            rest = "" if end < 0 else path[end:]
+        found = environ[ENVIRON_KEY] = RequestVersion(
+            decision.negotiated, None, text is None, rest, snapshot
+        )
+        return self.wsgi_app(environ, _starter(start_response, state, found, decision, environ))
+
+    def slow(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        path: str,
+        state: VersioningState,
+    ) -> Iterable[bytes]:
+        """Every request the fast path of :meth:`__call__` does not take."""
+        found, decision = self.decide(environ, path, state)
         if found is None:
             return self.wsgi_app(environ, start_response)
-
-        def start_versioned(
-            status: str, headers: list[tuple[str, str]], exc_info: Any = None
-        ) -> Any:
-            add_version_headers(state, found, environ, headers)
-            return start_response(status, headers, exc_info)
-
-        return self.wsgi_app(environ, start_versioned)
+        return self.wsgi_app(environ, _starter(start_response, state, found, decision, environ))
 
     def decide(
         self, environ: WSGIEnvironment, path: str, state: VersioningState
-    ) -> RequestVersion | None:
+    ) -> tuple[RequestVersion | None, Decision | None]:
+        """Negotiate, rewrite the path; record the outcome in the environ."""
         routes = state.routes or state.route_index(self.app)
         # The path is read here rather than by UrlReader: the split is needed anyway.
         prefix = state.prefix
@@ -109,34 +157,59 @@ class VersionDispatcher:
             if canonical != path:
                 environ[ORIGINAL_PATH_KEY] = path
                 environ["PATH_INFO"] = canonical
-            return None
+            return None, None
         now = state.clock()
         snapshot = state.bundle.snapshot(now)
-        key = (None if split is None else split[0], *map(environ.get, state.reader_keys))
-        negotiated = snapshot.decisions.get(key)
-        if negotiated is None:
+        key = (None if split is None else split[0], *map(environ.get, state.key_names))
+        decision: Decision | None = snapshot.decisions.get(key)
+        if decision is None:
             found: list[Found] = [] if split is None else [Found(split[0], "url")]
             for reader in state.readers:
                 found.extend(reader.read(environ))
             try:
                 negotiated = negotiate(found, state.bundle, snapshot)
             except ApiVersionError as error:
-                return _refused(environ, RequestVersion(None, error, unversioned, rest, snapshot))
-            state.remember(key, negotiated, snapshot)
-        version = negotiated.version
-        if version.label in snapshot.refused:
+                refused = RequestVersion(None, error, unversioned, rest, snapshot)
+                return _refused(environ, refused), None
+            decision = state.remember(key, negotiated, snapshot)
+        version = decision.negotiated.version
+        if decision.refused:
             try:
                 refuse(version, snapshot.statuses[version.label], now)
             except ApiVersionError as error:
-                found_ = RequestVersion(negotiated, error, unversioned, rest, snapshot)
-                return _refused(environ, found_)
+                refused = RequestVersion(decision.negotiated, error, unversioned, rest, snapshot)
+                return _refused(environ, refused), decision
         if split is None or canonical != path or split[0] != version.label.text:
             environ[ORIGINAL_PATH_KEY] = path
-            environ["PATH_INFO"] = f"{prefix}/v{version.label.text}{rest}"
-        found_ = environ[ENVIRON_KEY] = RequestVersion(
-            negotiated, None, unversioned, rest, snapshot
+            environ["PATH_INFO"] = decision.path + rest
+        served = environ[ENVIRON_KEY] = RequestVersion(
+            decision.negotiated, None, unversioned, rest, snapshot
         )
-        return found_
+        return served, decision
+
+
+def _starter(
+    start_response: StartResponse,
+    state: VersioningState,
+    found: RequestVersion,
+    decision: Decision | None,
+    environ: WSGIEnvironment,
+) -> StartResponse:
+    """``start_response`` that adds the version headers first."""
+    if decision is not None and not (found.unversioned or decision.media_type or decision.links):
+        block = decision.headers
+
+        def start_plain(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            headers.extend(block)
+            return start_response(status, headers, exc_info)
+
+        return start_plain
+
+    def start_versioned(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        add_version_headers(state, found, environ, headers, decision)
+        return start_response(status, headers, exc_info)
+
+    return start_versioned
 
 
 def _record(environ: WSGIEnvironment, found: RequestVersion) -> RequestVersion:
@@ -244,39 +317,50 @@ def add_version_headers(
     found: RequestVersion,
     environ: WSGIEnvironment,
     headers: list[tuple[str, str]],
+    decision: Decision | None = None,
 ) -> None:
-    """Write ``API-Version``, the version lists, ``Vary`` and lifecycle headers."""
+    """Write ``API-Version``, the version lists, ``Vary`` and lifecycle headers.
+
+    The view's own ``Vary`` and ``Link`` are extended, not repeated; a JSON
+    ``Content-Type`` becomes the vendor media type the client asked in.
+    """
     negotiated = found.negotiated
     version = None if negotiated is None else negotiated.version
-    # Everything but Vary, Content-Type and Link is the same for every response
-    # of one version while the lifecycle stands still: built once, then copied.
-    headers.extend(state.header_block(found.snapshot, version))
-    if found.unversioned:
-        _merge(headers, "Vary", state.vary)
-    if negotiated is None or version is None:
-        return
-    if negotiated.media_type:  # JSON answers only: a problem stays problem+json
+    vary = state.vary if found.unversioned else None
+    media_type = link = None
+    if decision is not None and version is not None:
+        block = decision.headers
+        media_type = decision.media_type
+        if decision.links:
+            successor = successor_url(state, version, found.rest, environ)
+            if successor is None:
+                link = decision.policy
+            else:
+                link = f'{decision.link_head}<{successor}>; rel="successor-version"'
+
+    else:  # refused before a version was chosen: the lists only
+        # Everything but Vary, Content-Type and Link is the same for every
+        # response of one version while the lifecycle stands still.
+        block = state.header_block(found.snapshot, version)
+    if vary or media_type or link:
+        # One pass over the view's own headers (ours never hold these three).
         for index, (name, value) in enumerate(headers):
-            if name.lower() == "content-type" and value.startswith("application/json"):
-                headers[index] = (name, negotiated.media_type.format(version.label.text))
-    if version.deprecated is not None or version.sunset is not None:
-        successor = successor_url(state, version, found.rest, environ)
-        policy = state.policy_link(version)
-        if successor is not None:
-            link = f'<{successor}>; rel="successor-version"'
-            _merge(headers, "Link", f"{policy}, {link}" if policy else link)
-        elif policy:
-            _merge(headers, "Link", policy)
-
-
-def _merge(headers: list[tuple[str, str]], name: str, value: str) -> None:
-    """Append to a list-valued header the view may have set already."""
-    lowered = name.lower()
-    for index, (existing, current) in enumerate(headers):
-        if existing.lower() == lowered:
-            headers[index] = (existing, f"{current}, {value}")
-            return
-    headers.append((name, value))
+            lowered = name.lower()
+            if lowered == "vary" and vary:
+                headers[index] = (name, f"{value}, {vary}")
+                vary = None
+            elif lowered == "link" and link:
+                headers[index] = (name, f"{value}, {link}")
+                link = None
+            elif lowered == "content-type" and media_type and value.startswith("application/json"):
+                headers[index] = (name, media_type)  # JSON only: a problem stays problem+json
+        headers.extend(block)
+        if vary:
+            headers.append(("Vary", vary))
+        if link:
+            headers.append(("Link", link))
+    else:
+        headers.extend(block)
 
 
 def successor_url(
@@ -290,14 +374,15 @@ def successor_url(
     # Flask's request is in the environ: cheaper than the context-local proxy.
     flask_request = environ.get("werkzeug.request")
     rule = None if flask_request is None else flask_request.url_rule
-    if rule is not None and rule.rule.startswith(own) and state.routes is not None:
-        has_route = state.successor_rules.get(rule.rule)
-        if has_route is None:
+    # Only rules of this version are remembered (they start with its prefix).
+    has_route = None if rule is None else state.successor_rules.get(rule.rule)
+    if has_route is None:
+        if rule is not None and rule.rule.startswith(own) and state.routes is not None:
             assert version.successor is not None
             has_route = rule.rule[len(own) :] in state.routes.templates[version.successor]
             state.successor_rules[rule.rule] = has_route
-    else:  # no versioned rule matched (a refused or unknown route): ask the URL map
-        has_route = _route_exists(state, environ, target + rest)
+        else:  # no versioned rule matched (a refused or unknown route): ask the URL map
+            has_route = _route_exists(state, environ, target + rest)
     return target + rest if has_route else None
 
 

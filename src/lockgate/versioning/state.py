@@ -29,6 +29,33 @@ __all__ = [
 ENVIRON_KEY = "lockgate.version"
 #: Distinct header/query combinations remembered before the cache starts over.
 MAX_DECISIONS = 4096
+#: The environ values a decision is cached on: every reader's keys, padded to
+#: this many with a key no environ has, so the dispatcher reads them unrolled.
+KEY_SLOTS = 4
+_NO_KEY = "lockgate.no-such-key"
+
+
+@dataclass(slots=True, frozen=True)
+class Decision:
+    """A negotiation outcome with everything its responses need, for one
+    lifecycle period (kept in :attr:`Snapshot.decisions`)."""
+
+    negotiated: Negotiated
+    #: The version is retired or browned out throughout the period.
+    refused: bool
+    #: ``<prefix>/v<label>``: where an unversioned path is routed.
+    path: str
+    #: ``API-Supported-Versions``, ``API-Deprecated-Versions``, ``API-Version``,
+    #: ``Deprecation``, ``Sunset``: the same on every response of the period.
+    headers: tuple[tuple[str, str], ...]
+    #: The vendor media type echoed in a JSON ``Content-Type``, label filled in.
+    media_type: str | None
+    #: The version has a deprecation or sunset: its responses carry ``Link``.
+    links: bool
+    #: The ``Link`` value of the deprecation policy, or ``None``.
+    policy: str | None
+    #: What comes before the successor's link in ``Link``: the policy and a comma.
+    link_head: str
 
 
 @dataclass(slots=True)
@@ -90,20 +117,57 @@ class VersioningState:
     versioned_upper: str = ""
     #: Each version's label as written in its canonical path (``1``, ``2026-01-01``).
     label_texts: frozenset[str] = frozenset()
+    #: ``<prefix>/``: every path versioning looks at starts so (or is the prefix).
+    prefix_slash: str = ""
+    prefix_length: int = 0
+    #: ``<prefix>/v<label>`` of every version, canonical -> the label's text.
+    version_paths: dict[str, str] = field(default_factory=dict)
+    #: Where the slash after a version segment is searched from.
+    segment_at: int = 0
+    #: :data:`KEY_SLOTS` environ keys a decision is cached on (see :data:`KEY_SLOTS`).
+    key_names: tuple[str, ...] = ()
+    #: ``key_names`` has exactly :data:`KEY_SLOTS` keys (every built-in reader set has).
+    unrolled: bool = True
 
     def __post_init__(self) -> None:
         self.reader_keys = tuple(key for reader in self.readers for key in reader.keys)
+        self.key_names = self.reader_keys + (_NO_KEY,) * (KEY_SLOTS - len(self.reader_keys))
+        self.unrolled = len(self.key_names) == KEY_SLOTS
         self.versioned = f"{self.prefix}/v"
         self.versioned_upper = f"{self.prefix}/V"
+        self.prefix_slash = f"{self.prefix}/"
+        self.prefix_length = len(self.prefix)
+        self.segment_at = len(self.versioned) + 1
         self.vary = f"Accept, {self.header}"
         self.label_texts = frozenset(version.label.text for version in self.bundle.versions)
+        self.version_paths = {
+            f"{self.versioned}{version.label.text}": version.label.text
+            for version in self.bundle.versions
+        }
 
-    @staticmethod
-    def remember(key: tuple[str | None, ...], negotiated: Negotiated, snapshot: Snapshot) -> None:
+    def remember(
+        self, key: tuple[str | None, ...], negotiated: Negotiated, snapshot: Snapshot
+    ) -> Decision:
         """Cache a negotiation for the snapshot's lifecycle period; bounded."""
+        version = negotiated.version
+        text = version.label.text
+        policy = self.policy_link(version)
+        decision = Decision(
+            negotiated=negotiated,
+            refused=version.label in snapshot.refused,
+            path=f"{self.versioned}{text}",
+            headers=self.header_block(snapshot, version),
+            media_type=None
+            if negotiated.media_type is None
+            else negotiated.media_type.format(text),
+            links=version.deprecated is not None or version.sunset is not None,
+            policy=policy,
+            link_head=f"{policy}, " if policy else "",
+        )
         if len(snapshot.decisions) >= MAX_DECISIONS:
             snapshot.decisions.clear()
-        snapshot.decisions[key] = negotiated
+        snapshot.decisions[key] = decision
+        return decision
 
     #: ``Vary`` of a response to an unversioned path.
     vary: str = ""
