@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, current_app, request
@@ -73,20 +74,17 @@ class VersionDispatcher:
         state = self.state
         if state is None:
             state = self.state = self.app.extensions["lockgate"]
-        if not path.startswith(state.prefix_slash) and path != state.prefix:
+        if not path.startswith(state.prefix_slash):
+            if path == state.prefix:
+                return self.slow(environ, start_response, path, state)
             return self.wsgi_app(environ, start_response)
         routes = state.routes or state.route_index(self.app)
         # Every step below costs about as much as a few lines of Flask's own
         # request handling, so the common case takes as few as it can.
-        if path.startswith(state.versioned):  # /api/v2/users: a served version, spelt so?
-            end = path.find("/", state.segment_at)
-            text = state.version_paths.get(path if end < 0 else path[:end])
-            if text is None:
-                return self.slow(environ, start_response, path, state)
-        elif path.startswith(state.versioned_upper):
+        segment, slash, below = path[state.segment_at :].partition("/")
+        text = state.segments.get(segment)  # "v2" -> "2": a served version, spelt so
+        if text is None and segment not in routes.resources:  # /api/V1.0/..., /api/versions
             return self.slow(environ, start_response, path, state)
-        else:  # /api/users: unversioned
-            end, text = -1, None
         if path in routes.neutral_static or (
             routes.neutral_dynamic is not None and routes.is_neutral(path)
         ):
@@ -105,16 +103,31 @@ class VersionDispatcher:
         decision: Decision | None = snapshot.decisions.get(key)
         if decision is None or decision.refused:
             return self.slow(environ, start_response, path, state)
-        if text is None:
+        if text is None:  # /api/users: routed to /api/v2/users
             rest = path[state.prefix_length :]
             environ[ORIGINAL_PATH_KEY] = path
             environ["PATH_INFO"] = decision.path + rest
         else:
-            rest = "" if end < 0 else path[end:]
+            rest = slash + below
         found = environ[ENVIRON_KEY] = RequestVersion(
             decision.negotiated, None, text is None, rest, snapshot
         )
-        return self.wsgi_app(environ, _starter(start_response, state, found, decision, environ))
+        # The response's headers, by the kind of decision: a partial is the
+        # cheapest way to hand start_response what it needs (cheaper than a closure).
+        if decision.links:
+            return self.wsgi_app(
+                environ, partial(_start_versioned, start_response, state, found, environ, decision)
+            )
+        if decision.media_type is None and text is None:
+            start = partial(_start_unversioned, start_response, decision.headers, state.vary)
+            return self.wsgi_app(environ, start)
+        if decision.media_type is not None:
+            vary = state.vary if text is None else None
+            start = partial(
+                _start_amended, start_response, decision.headers, vary, decision.media_type
+            )
+            return self.wsgi_app(environ, start)
+        return self.wsgi_app(environ, partial(_start_plain, start_response, decision.headers))
 
     def slow(
         self,
@@ -127,7 +140,9 @@ class VersionDispatcher:
         found, decision = self.decide(environ, path, state)
         if found is None:
             return self.wsgi_app(environ, start_response)
-        return self.wsgi_app(environ, _starter(start_response, state, found, decision, environ))
+        return self.wsgi_app(
+            environ, partial(_start_versioned, start_response, state, found, environ, decision)
+        )
 
     def decide(
         self, environ: WSGIEnvironment, path: str, state: VersioningState
@@ -188,28 +203,64 @@ class VersionDispatcher:
         return served, decision
 
 
-def _starter(
+def _start_plain(
+    start_response: StartResponse,
+    block: tuple[tuple[str, str], ...],
+    status: str,
+    headers: list[tuple[str, str]],
+    exc_info: Any = None,
+) -> Any:
+    """``start_response`` of a versioned path: the decision's fixed headers."""
+    headers.extend(block)
+    return start_response(status, headers, exc_info)
+
+
+def _start_unversioned(
+    start_response: StartResponse,
+    block: tuple[tuple[str, str], ...],
+    vary: str,
+    status: str,
+    headers: list[tuple[str, str]],
+    exc_info: Any = None,
+) -> Any:
+    """``start_response`` of an unversioned path: the fixed headers and ``Vary``."""
+    for name, _ in headers:
+        if len(name) == 4 and name.lower() == "vary":  # the view's own: extended
+            _amend(headers, block, vary, None, None)
+            break
+    else:
+        headers.extend(block)
+        headers.append(("Vary", vary))
+    return start_response(status, headers, exc_info)
+
+
+def _start_amended(
+    start_response: StartResponse,
+    block: tuple[tuple[str, str], ...],
+    vary: str | None,
+    media_type: str | None,
+    status: str,
+    headers: list[tuple[str, str]],
+    exc_info: Any = None,
+) -> Any:
+    """``start_response`` of an unversioned path or a vendor media type: see :func:`_amend`."""
+    _amend(headers, block, vary, media_type, None)
+    return start_response(status, headers, exc_info)
+
+
+def _start_versioned(
     start_response: StartResponse,
     state: VersioningState,
     found: RequestVersion,
-    decision: Decision | None,
     environ: WSGIEnvironment,
-) -> StartResponse:
-    """``start_response`` that adds the version headers first."""
-    if decision is not None and not (found.unversioned or decision.media_type or decision.links):
-        block = decision.headers
-
-        def start_plain(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            headers.extend(block)
-            return start_response(status, headers, exc_info)
-
-        return start_plain
-
-    def start_versioned(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        add_version_headers(state, found, environ, headers, decision)
-        return start_response(status, headers, exc_info)
-
-    return start_versioned
+    decision: Decision | None,
+    status: str,
+    headers: list[tuple[str, str]],
+    exc_info: Any = None,
+) -> Any:
+    """``start_response`` of every other response: see :func:`add_version_headers`."""
+    add_version_headers(state, found, environ, headers, decision)
+    return start_response(status, headers, exc_info)
 
 
 def _record(environ: WSGIEnvironment, found: RequestVersion) -> RequestVersion:
@@ -319,48 +370,71 @@ def add_version_headers(
     headers: list[tuple[str, str]],
     decision: Decision | None = None,
 ) -> None:
-    """Write ``API-Version``, the version lists, ``Vary`` and lifecycle headers.
+    """Write ``API-Version``, the version lists, ``Vary`` and lifecycle headers."""
+    vary = state.vary if found.unversioned else None
+    negotiated = found.negotiated
+    if decision is None or negotiated is None:  # refused before a version was chosen
+        block = state.header_block(found.snapshot, None)
+        _amend(headers, block, vary, None, None)
+        return
+    link = None
+    if decision.links:
+        successor = None
+        if decision.successor is not None:
+            # A route of this version seen before: whether the successor has it
+            # is remembered (see successor_url).
+            flask_request = environ.get("werkzeug.request")
+            rule = None if flask_request is None else flask_request.url_rule
+            has_route = None if rule is None else state.successor_rules.get(rule.rule)
+            if has_route is None:
+                successor = successor_url(state, negotiated.version, found.rest, environ)
+            elif has_route:
+                successor = decision.successor + found.rest
+        if successor is None:
+            link = decision.policy
+        else:
+            link = f'{decision.link_head}<{successor}>; rel="successor-version"'
+    _amend(headers, decision.headers, vary, decision.media_type, link)
+
+
+def _amend(
+    headers: list[tuple[str, str]],
+    block: tuple[tuple[str, str], ...],
+    vary: str | None,
+    media_type: str | None,
+    link: str | None,
+) -> None:
+    """Add ``block``, ``Vary`` and ``Link`` to the view's ``headers``.
 
     The view's own ``Vary`` and ``Link`` are extended, not repeated; a JSON
-    ``Content-Type`` becomes the vendor media type the client asked in.
+    ``Content-Type`` becomes the vendor media type the client asked in (a
+    problem stays problem+json). ``block`` never holds any of those three.
     """
-    negotiated = found.negotiated
-    version = None if negotiated is None else negotiated.version
-    vary = state.vary if found.unversioned else None
-    media_type = link = None
-    if decision is not None and version is not None:
-        block = decision.headers
-        media_type = decision.media_type
-        if decision.links:
-            successor = successor_url(state, version, found.rest, environ)
-            if successor is None:
-                link = decision.policy
-            else:
-                link = f'{decision.link_head}<{successor}>; rel="successor-version"'
-
-    else:  # refused before a version was chosen: the lists only
-        # Everything but Vary, Content-Type and Link is the same for every
-        # response of one version while the lifecycle stands still.
-        block = state.header_block(found.snapshot, version)
     if vary or media_type or link:
-        # One pass over the view's own headers (ours never hold these three).
-        for index, (name, value) in enumerate(headers):
-            lowered = name.lower()
-            if lowered == "vary" and vary:
-                headers[index] = (name, f"{value}, {vary}")
-                vary = None
-            elif lowered == "link" and link:
-                headers[index] = (name, f"{value}, {link}")
-                link = None
-            elif lowered == "content-type" and media_type and value.startswith("application/json"):
-                headers[index] = (name, media_type)  # JSON only: a problem stays problem+json
-        headers.extend(block)
-        if vary:
-            headers.append(("Vary", vary))
-        if link:
-            headers.append(("Link", link))
-    else:
-        headers.extend(block)
+        # One pass over the view's own headers; each check is ordered by cost
+        # (the length, Flask's own spelling, then the lowered name).
+        for name, value in headers:
+            size = len(name)
+            if size == 12:
+                if (
+                    media_type
+                    and (name == "Content-Type" or name.lower() == "content-type")
+                    and (value == "application/json" or value.startswith("application/json"))
+                ):
+                    headers[headers.index((name, value))] = (name, media_type)
+            elif size == 4:
+                lowered = name.lower()
+                if lowered == "vary" and vary:
+                    headers[headers.index((name, value))] = (name, f"{value}, {vary}")
+                    vary = None
+                elif lowered == "link" and link:
+                    headers[headers.index((name, value))] = (name, f"{value}, {link}")
+                    link = None
+    headers.extend(block)
+    if vary:
+        headers.append(("Vary", vary))
+    if link:
+        headers.append(("Link", link))
 
 
 def successor_url(

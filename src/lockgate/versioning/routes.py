@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
 
 from ..views import NEUTRAL_ATTR
+from .readers import split_url_version
 from .versions import Label
 
 __all__ = ["RouteIndex"]
@@ -27,6 +28,9 @@ class RouteIndex:
     neutral_dynamic: Map | None
     #: Version -> rule templates below the version segment (``/users/<int:id>``).
     templates: dict[Label, frozenset[str]]
+    #: First segments of those templates (``users``) that cannot be read as a
+    #: version: a path under the prefix starting with one is unversioned.
+    resources: frozenset[str] = frozenset()
 
     @classmethod
     def build(
@@ -57,10 +61,18 @@ class RouteIndex:
                 continue
             assert label is not None
             templates[label].add(rule.rule[len(f"{prefix}/v{label.text}") :])
+        firsts = {
+            template[1:].partition("/")[0] for paths in templates.values() for template in paths
+        }
         return cls(
             neutral_static=frozenset(static),
             neutral_dynamic=Map(dynamic) if dynamic else None,
             templates={label: frozenset(paths) for label, paths in templates.items()},
+            resources=frozenset(
+                first
+                for first in firsts
+                if "<" not in first and split_url_version(f"/{first}", "") is None
+            ),
         )
 
     def is_neutral(self, path: str) -> bool:

@@ -56,6 +56,8 @@ class Decision:
     policy: str | None
     #: What comes before the successor's link in ``Link``: the policy and a comma.
     link_head: str
+    #: ``<prefix>/v<successor>``, or ``None`` without a declared successor.
+    successor: str | None
 
 
 @dataclass(slots=True)
@@ -120,10 +122,10 @@ class VersioningState:
     #: ``<prefix>/``: every path versioning looks at starts so (or is the prefix).
     prefix_slash: str = ""
     prefix_length: int = 0
-    #: ``<prefix>/v<label>`` of every version, canonical -> the label's text.
-    version_paths: dict[str, str] = field(default_factory=dict)
-    #: Where the slash after a version segment is searched from.
+    #: Where the first segment below the prefix starts.
     segment_at: int = 0
+    #: ``v<label>`` of every version, canonical -> the label's text.
+    segments: dict[str, str] = field(default_factory=dict)
     #: :data:`KEY_SLOTS` environ keys a decision is cached on (see :data:`KEY_SLOTS`).
     key_names: tuple[str, ...] = ()
     #: ``key_names`` has exactly :data:`KEY_SLOTS` keys (every built-in reader set has).
@@ -137,12 +139,11 @@ class VersioningState:
         self.versioned_upper = f"{self.prefix}/V"
         self.prefix_slash = f"{self.prefix}/"
         self.prefix_length = len(self.prefix)
-        self.segment_at = len(self.versioned) + 1
+        self.segment_at = len(self.prefix_slash)
         self.vary = f"Accept, {self.header}"
         self.label_texts = frozenset(version.label.text for version in self.bundle.versions)
-        self.version_paths = {
-            f"{self.versioned}{version.label.text}": version.label.text
-            for version in self.bundle.versions
+        self.segments = {
+            f"v{version.label.text}": version.label.text for version in self.bundle.versions
         }
 
     def remember(
@@ -152,17 +153,21 @@ class VersioningState:
         version = negotiated.version
         text = version.label.text
         policy = self.policy_link(version)
+        links = version.deprecated is not None or version.sunset is not None
+        prefixes = self.successor_prefixes(version)
+        block = self.header_block(snapshot, version)
         decision = Decision(
             negotiated=negotiated,
             refused=version.label in snapshot.refused,
             path=f"{self.versioned}{text}",
-            headers=self.header_block(snapshot, version),
+            headers=block,
             media_type=None
             if negotiated.media_type is None
             else negotiated.media_type.format(text),
-            links=version.deprecated is not None or version.sunset is not None,
+            links=links,
             policy=policy,
             link_head=f"{policy}, " if policy else "",
+            successor=None if prefixes is None else prefixes[1],
         )
         if len(snapshot.decisions) >= MAX_DECISIONS:
             snapshot.decisions.clear()
