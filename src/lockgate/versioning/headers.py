@@ -1,14 +1,46 @@
-"""The lifecycle headers of a response: RFC 9745, RFC 8594 and RFC 8288 links."""
+"""The version headers of a response: values (RFC 9745, RFC 8594, RFC 8288) and
+the ``start_response`` wrappers that add them.
+
+The dispatcher wraps ``start_response`` with one of the ``start_*`` functions
+below, chosen by the request's :class:`~.state.Decision` and bound with
+:func:`functools.partial` (cheaper than a closure): a served version's fixed
+block of headers, plus ``Vary`` on an unversioned path, the vendor media type
+in a JSON ``Content-Type``, and ``Link`` on a deprecated or sunset version.
+The view's own ``Vary`` and ``Link`` are extended, never repeated.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
+from flask import current_app
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.http import http_date
 
 from .versions import Version
 
-__all__ = ["deprecation_value", "lifecycle_links", "sunset_value"]
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+    from .state import Decision, RequestVersion, VersioningState
+
+__all__ = [
+    "deprecation_value",
+    "lifecycle_links",
+    "route_exists",
+    "start_amended",
+    "start_lifecycle",
+    "start_plain",
+    "start_unversioned",
+    "starter",
+    "successor_url",
+    "sunset_value",
+]
+
+Headers = list[tuple[str, str]]
+Block = tuple[tuple[str, str], ...]
 
 
 def deprecation_value(moment: datetime) -> str:
@@ -29,3 +61,162 @@ def lifecycle_links(version: Version, successor_url: str | None) -> list[str]:
     if successor_url:
         links.append(f'<{successor_url}>; rel="successor-version"')
     return links
+
+
+def start_plain(
+    start_response: StartResponse,
+    block: Block,
+    status: str,
+    headers: Headers,
+    exc_info: Any = None,
+) -> Any:
+    """A versioned path's response: the decision's fixed headers only."""
+    headers.extend(block)
+    return start_response(status, headers, exc_info)
+
+
+def start_unversioned(
+    start_response: StartResponse,
+    block: Block,
+    vary: str,
+    status: str,
+    headers: Headers,
+    exc_info: Any = None,
+) -> Any:
+    """An unversioned path's response: the fixed headers and ``Vary``."""
+    for name, _ in headers:
+        if len(name) == 4 and name.lower() == "vary":  # the view's own: extended
+            return start_amended(start_response, block, vary, None, None, status, headers, exc_info)
+    headers.extend(block)
+    headers.append(("Vary", vary))
+    return start_response(status, headers, exc_info)
+
+
+def start_amended(
+    start_response: StartResponse,
+    block: Block,
+    vary: str | None,
+    media_type: str | None,
+    link: str | None,
+    status: str,
+    headers: Headers,
+    exc_info: Any = None,
+) -> Any:
+    """Any response: ``block``, and ``Vary``, ``Content-Type`` and ``Link`` when given.
+
+    A JSON ``Content-Type`` becomes ``media_type`` (a problem stays
+    problem+json). ``block`` never holds any of those three headers.
+    """
+    if vary or media_type or link:
+        # One pass over the view's own headers; each check is ordered by cost
+        # (the length, Flask's own spelling, then the lowered name).
+        for name, value in headers:
+            size = len(name)
+            if size == 12:
+                if (
+                    media_type
+                    and (name == "Content-Type" or name.lower() == "content-type")
+                    and (value == "application/json" or value.startswith("application/json"))
+                ):
+                    headers[headers.index((name, value))] = (name, media_type)
+            elif size == 4:
+                lowered = name.lower()
+                if lowered == "vary" and vary:
+                    headers[headers.index((name, value))] = (name, f"{value}, {vary}")
+                    vary = None
+                elif lowered == "link" and link:
+                    headers[headers.index((name, value))] = (name, f"{value}, {link}")
+                    link = None
+    headers.extend(block)
+    if vary:
+        headers.append(("Vary", vary))
+    if link:
+        headers.append(("Link", link))
+    return start_response(status, headers, exc_info)
+
+
+def start_lifecycle(
+    start_response: StartResponse,
+    state: VersioningState,
+    found: RequestVersion,
+    environ: WSGIEnvironment,
+    decision: Decision,
+    vary: str | None,
+    status: str,
+    headers: Headers,
+    exc_info: Any = None,
+) -> Any:
+    """A deprecated or sunset version's response: ``Link`` too, with its policy
+    and the same route in the successor version when that has it.
+
+    Called once the view has run, so the matched rule is known.
+    """
+    successor = None
+    if decision.successor is not None:
+        # A route of this version seen before: whether the successor has it
+        # is remembered (see successor_url).
+        flask_request = environ.get("werkzeug.request")
+        rule = None if flask_request is None else flask_request.url_rule
+        has_route = None if rule is None else state.successor_rules.get(rule.rule)
+        if has_route is None:
+            successor = successor_url(state, decision.negotiated.version, found.rest, environ)
+        elif has_route:
+            successor = decision.successor + found.rest
+    if successor is None:
+        link = decision.policy
+    else:
+        link = f'{decision.link_head}<{successor}>; rel="successor-version"'
+    block, media_type = decision.headers, decision.media_type
+    return start_amended(start_response, block, vary, media_type, link, status, headers, exc_info)
+
+
+def starter(
+    start_response: StartResponse,
+    state: VersioningState,
+    found: RequestVersion,
+    environ: WSGIEnvironment,
+    decision: Decision | None,
+) -> StartResponse:
+    """The wrapper of ``start_response`` for ``found`` (the dispatcher inlines this)."""
+    vary = state.vary if found.unversioned else None
+    if decision is None or found.negotiated is None:  # refused before a version was chosen
+        block = state.header_block(found.snapshot, None)
+        return partial(start_amended, start_response, block, vary, None, None)
+    if decision.links:
+        return partial(start_lifecycle, start_response, state, found, environ, decision, vary)
+    return partial(start_amended, start_response, decision.headers, vary, decision.media_type, None)
+
+
+def successor_url(
+    state: VersioningState, version: Version, rest: str, environ: WSGIEnvironment
+) -> str | None:
+    """The same route in the successor version, when the successor has it."""
+    prefixes = state.successor_prefixes(version)
+    if prefixes is None:
+        return None
+    own, target = prefixes
+    # Flask's request is in the environ: cheaper than the context-local proxy.
+    flask_request = environ.get("werkzeug.request")
+    rule = None if flask_request is None else flask_request.url_rule
+    # Only rules of this version are remembered (they start with its prefix).
+    has_route = None if rule is None else state.successor_rules.get(rule.rule)
+    if has_route is None:
+        if rule is not None and rule.rule.startswith(own) and state.routes is not None:
+            assert version.successor is not None
+            has_route = rule.rule[len(own) :] in state.routes.templates[version.successor]
+            state.successor_rules[rule.rule] = has_route
+        else:  # no versioned rule matched (a refused or unknown route): ask the URL map
+            has_route = route_exists(environ, target + rest)
+    return target + rest if has_route else None
+
+
+def route_exists(environ: WSGIEnvironment, path: str) -> bool:
+    """Whether ``path`` matches a rule of the current app, with any method."""
+    adapter = current_app.url_map.bind_to_environ(environ)
+    try:
+        adapter.match(path, method=environ.get("REQUEST_METHOD", "GET"))
+    except MethodNotAllowed:
+        return True
+    except HTTPException:
+        return False
+    return True

@@ -7,9 +7,9 @@
 - a refused request (failed negotiation, retired version, brownout) is routed
   to :func:`raise_recorded`, so its problem goes through Flask's error
   handling; :func:`handle_not_found` turns a 404 into "this route exists in v2".
-- :func:`add_version_headers` writes the version and lifecycle headers on
-  every response of a versioned route, errors included, as the dispatcher
-  passes the response's headers on to the server.
+- the version and lifecycle headers go on every response of a versioned
+  route, errors included, as the dispatcher passes the response's headers on
+  to the server (see :mod:`.headers`).
 
 Nothing here may raise outside Flask's error handling: the dispatcher only
 records its decision in the WSGI environ.
@@ -24,11 +24,19 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, current_app, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.exceptions import HTTPException, NotFound
 
 from ..errors import ApiVersionBrownout, ApiVersionError, ApiVersionSunset, UnsupportedApiVersion
 from ..problems import ORIGINAL_PATH_KEY, handle_http_exception
-from .headers import sunset_value
+from .headers import (
+    route_exists,
+    start_amended,
+    start_lifecycle,
+    start_plain,
+    start_unversioned,
+    starter,
+    sunset_value,
+)
 from .negotiation import negotiate
 from .readers import Found, split_url_version
 from .state import ENVIRON_KEY, Decision, RequestVersion, VersioningState
@@ -40,7 +48,6 @@ if TYPE_CHECKING:
 __all__ = [
     "ERROR_PATH",
     "VersionDispatcher",
-    "add_version_headers",
     "handle_not_found",
     "raise_recorded",
     "route_template",
@@ -48,6 +55,7 @@ __all__ = [
 
 #: Where a refused request is routed so its problem goes through Flask's error handling.
 ERROR_PATH = "/_lockgate/refused"
+_new = object.__new__
 
 
 class VersionDispatcher:
@@ -81,14 +89,13 @@ class VersionDispatcher:
         routes = state.routes or state.route_index(self.app)
         # Every step below costs about as much as a few lines of Flask's own
         # request handling, so the common case takes as few as it can.
-        segment, slash, below = path[state.segment_at :].partition("/")
-        text = state.segments.get(segment)  # "v2" -> "2": a served version, spelt so
-        if text is None and segment not in routes.resources:  # /api/V1.0/..., /api/versions
-            return self.slow(environ, start_response, path, state)
         if path in routes.neutral_static or (
             routes.neutral_dynamic is not None and routes.is_neutral(path)
         ):
             return self.slow(environ, start_response, path, state)
+        # Decisions are cached on the first segment below the prefix (``v2``,
+        # or ``users`` for an unversioned path) and what the readers read.
+        segment, slash, below = path[state.segment_at :].partition("/")
         now = state.clock()
         snapshot = state.bundle.last
         if now < snapshot.since or (snapshot.until is not None and now >= snapshot.until):
@@ -97,37 +104,43 @@ class VersionDispatcher:
         key: tuple[str | None, ...]
         if state.unrolled:
             first, second, third, fourth = state.key_names
-            key = (text, get(first), get(second), get(third), get(fourth))
+            key = (segment, get(first), get(second), get(third), get(fourth))
         else:
-            key = (text, *map(get, state.key_names))
+            key = (segment, *map(get, state.key_names))
         decision: Decision | None = snapshot.decisions.get(key)
         if decision is None or decision.refused:
             return self.slow(environ, start_response, path, state)
-        if text is None:  # /api/users: routed to /api/v2/users
+        unversioned = decision.unversioned
+        if unversioned:  # /api/users: routed to /api/v2/users
             rest = path[state.prefix_length :]
             environ[ORIGINAL_PATH_KEY] = path
             environ["PATH_INFO"] = decision.path + rest
         else:
             rest = slash + below
-        found = environ[ENVIRON_KEY] = RequestVersion(
-            decision.negotiated, None, text is None, rest, snapshot
-        )
+        # Built without calling __init__: this is a third cheaper, and the
+        # fields are all set here (the dataclass's own order).
+        found = _new(RequestVersion)
+        found.negotiated = decision.negotiated
+        found.error = None
+        found.unversioned = unversioned
+        found.rest = rest
+        found.snapshot = snapshot
+        environ[ENVIRON_KEY] = found
         # The response's headers, by the kind of decision: a partial is the
         # cheapest way to hand start_response what it needs (cheaper than a closure).
         if decision.links:
-            return self.wsgi_app(
-                environ, partial(_start_versioned, start_response, state, found, environ, decision)
-            )
-        if decision.media_type is None and text is None:
-            start = partial(_start_unversioned, start_response, decision.headers, state.vary)
+            vary = state.vary if unversioned else None
+            start = partial(start_lifecycle, start_response, state, found, environ, decision, vary)
+            return self.wsgi_app(environ, start)
+        if decision.media_type is None and unversioned:
+            start = partial(start_unversioned, start_response, decision.headers, state.vary)
             return self.wsgi_app(environ, start)
         if decision.media_type is not None:
-            vary = state.vary if text is None else None
-            start = partial(
-                _start_amended, start_response, decision.headers, vary, decision.media_type
-            )
+            vary = state.vary if unversioned else None
+            block, media_type = decision.headers, decision.media_type
+            start = partial(start_amended, start_response, block, vary, media_type, None)
             return self.wsgi_app(environ, start)
-        return self.wsgi_app(environ, partial(_start_plain, start_response, decision.headers))
+        return self.wsgi_app(environ, partial(start_plain, start_response, decision.headers))
 
     def slow(
         self,
@@ -140,9 +153,7 @@ class VersionDispatcher:
         found, decision = self.decide(environ, path, state)
         if found is None:
             return self.wsgi_app(environ, start_response)
-        return self.wsgi_app(
-            environ, partial(_start_versioned, start_response, state, found, environ, decision)
-        )
+        return self.wsgi_app(environ, starter(start_response, state, found, environ, decision))
 
     def decide(
         self, environ: WSGIEnvironment, path: str, state: VersioningState
@@ -175,7 +186,15 @@ class VersionDispatcher:
             return None, None
         now = state.clock()
         snapshot = state.bundle.snapshot(now)
-        key = (None if split is None else split[0], *map(environ.get, state.key_names))
+        # The fast path's key where it would look (see __call__); another
+        # spelling (/api/V1.0/...) keeps its own, one longer, so never the same.
+        segment = path[state.segment_at :].partition("/")[0]
+        head: tuple[str | None, ...] = (
+            (segment,)
+            if path != prefix and (segment in state.segments or segment in routes.resources)
+            else ("", None if split is None else split[0])
+        )
+        key = (*head, *map(environ.get, state.key_names))
         decision: Decision | None = snapshot.decisions.get(key)
         if decision is None:
             found: list[Found] = [] if split is None else [Found(split[0], "url")]
@@ -186,7 +205,7 @@ class VersionDispatcher:
             except ApiVersionError as error:
                 refused = RequestVersion(None, error, unversioned, rest, snapshot)
                 return _refused(environ, refused), None
-            decision = state.remember(key, negotiated, snapshot)
+            decision = state.remember(key, negotiated, snapshot, unversioned)
         version = decision.negotiated.version
         if decision.refused:
             try:
@@ -201,66 +220,6 @@ class VersionDispatcher:
             decision.negotiated, None, unversioned, rest, snapshot
         )
         return served, decision
-
-
-def _start_plain(
-    start_response: StartResponse,
-    block: tuple[tuple[str, str], ...],
-    status: str,
-    headers: list[tuple[str, str]],
-    exc_info: Any = None,
-) -> Any:
-    """``start_response`` of a versioned path: the decision's fixed headers."""
-    headers.extend(block)
-    return start_response(status, headers, exc_info)
-
-
-def _start_unversioned(
-    start_response: StartResponse,
-    block: tuple[tuple[str, str], ...],
-    vary: str,
-    status: str,
-    headers: list[tuple[str, str]],
-    exc_info: Any = None,
-) -> Any:
-    """``start_response`` of an unversioned path: the fixed headers and ``Vary``."""
-    for name, _ in headers:
-        if len(name) == 4 and name.lower() == "vary":  # the view's own: extended
-            _amend(headers, block, vary, None, None)
-            break
-    else:
-        headers.extend(block)
-        headers.append(("Vary", vary))
-    return start_response(status, headers, exc_info)
-
-
-def _start_amended(
-    start_response: StartResponse,
-    block: tuple[tuple[str, str], ...],
-    vary: str | None,
-    media_type: str | None,
-    status: str,
-    headers: list[tuple[str, str]],
-    exc_info: Any = None,
-) -> Any:
-    """``start_response`` of an unversioned path or a vendor media type: see :func:`_amend`."""
-    _amend(headers, block, vary, media_type, None)
-    return start_response(status, headers, exc_info)
-
-
-def _start_versioned(
-    start_response: StartResponse,
-    state: VersioningState,
-    found: RequestVersion,
-    environ: WSGIEnvironment,
-    decision: Decision | None,
-    status: str,
-    headers: list[tuple[str, str]],
-    exc_info: Any = None,
-) -> Any:
-    """``start_response`` of every other response: see :func:`add_version_headers`."""
-    add_version_headers(state, found, environ, headers, decision)
-    return start_response(status, headers, exc_info)
 
 
 def _record(environ: WSGIEnvironment, found: RequestVersion) -> RequestVersion:
@@ -363,103 +322,6 @@ def handle_not_found(error: HTTPException) -> Any:
     return handle_http_exception(error)
 
 
-def add_version_headers(
-    state: VersioningState,
-    found: RequestVersion,
-    environ: WSGIEnvironment,
-    headers: list[tuple[str, str]],
-    decision: Decision | None = None,
-) -> None:
-    """Write ``API-Version``, the version lists, ``Vary`` and lifecycle headers."""
-    vary = state.vary if found.unversioned else None
-    negotiated = found.negotiated
-    if decision is None or negotiated is None:  # refused before a version was chosen
-        block = state.header_block(found.snapshot, None)
-        _amend(headers, block, vary, None, None)
-        return
-    link = None
-    if decision.links:
-        successor = None
-        if decision.successor is not None:
-            # A route of this version seen before: whether the successor has it
-            # is remembered (see successor_url).
-            flask_request = environ.get("werkzeug.request")
-            rule = None if flask_request is None else flask_request.url_rule
-            has_route = None if rule is None else state.successor_rules.get(rule.rule)
-            if has_route is None:
-                successor = successor_url(state, negotiated.version, found.rest, environ)
-            elif has_route:
-                successor = decision.successor + found.rest
-        if successor is None:
-            link = decision.policy
-        else:
-            link = f'{decision.link_head}<{successor}>; rel="successor-version"'
-    _amend(headers, decision.headers, vary, decision.media_type, link)
-
-
-def _amend(
-    headers: list[tuple[str, str]],
-    block: tuple[tuple[str, str], ...],
-    vary: str | None,
-    media_type: str | None,
-    link: str | None,
-) -> None:
-    """Add ``block``, ``Vary`` and ``Link`` to the view's ``headers``.
-
-    The view's own ``Vary`` and ``Link`` are extended, not repeated; a JSON
-    ``Content-Type`` becomes the vendor media type the client asked in (a
-    problem stays problem+json). ``block`` never holds any of those three.
-    """
-    if vary or media_type or link:
-        # One pass over the view's own headers; each check is ordered by cost
-        # (the length, Flask's own spelling, then the lowered name).
-        for name, value in headers:
-            size = len(name)
-            if size == 12:
-                if (
-                    media_type
-                    and (name == "Content-Type" or name.lower() == "content-type")
-                    and (value == "application/json" or value.startswith("application/json"))
-                ):
-                    headers[headers.index((name, value))] = (name, media_type)
-            elif size == 4:
-                lowered = name.lower()
-                if lowered == "vary" and vary:
-                    headers[headers.index((name, value))] = (name, f"{value}, {vary}")
-                    vary = None
-                elif lowered == "link" and link:
-                    headers[headers.index((name, value))] = (name, f"{value}, {link}")
-                    link = None
-    headers.extend(block)
-    if vary:
-        headers.append(("Vary", vary))
-    if link:
-        headers.append(("Link", link))
-
-
-def successor_url(
-    state: VersioningState, version: Version, rest: str, environ: WSGIEnvironment
-) -> str | None:
-    """The same route in the successor version, when the successor has it."""
-    prefixes = state.successor_prefixes(version)
-    if prefixes is None:
-        return None
-    own, target = prefixes
-    # Flask's request is in the environ: cheaper than the context-local proxy.
-    flask_request = environ.get("werkzeug.request")
-    rule = None if flask_request is None else flask_request.url_rule
-    # Only rules of this version are remembered (they start with its prefix).
-    has_route = None if rule is None else state.successor_rules.get(rule.rule)
-    if has_route is None:
-        if rule is not None and rule.rule.startswith(own) and state.routes is not None:
-            assert version.successor is not None
-            has_route = rule.rule[len(own) :] in state.routes.templates[version.successor]
-            state.successor_rules[rule.rule] = has_route
-        else:  # no versioned rule matched (a refused or unknown route): ask the URL map
-            has_route = _route_exists(state, environ, target + rest)
-    return target + rest if has_route else None
-
-
 def versions_with_route(state: VersioningState, rest: str, *, exclude: Version) -> list[str]:
     """Labels of the served versions where ``rest`` is a route (any method)."""
     statuses = state.bundle.snapshot(state.clock()).statuses
@@ -468,17 +330,5 @@ def versions_with_route(state: VersioningState, rest: str, *, exclude: Version) 
         for version in state.bundle.versions
         if version is not exclude
         and statuses[version.label] is not VersionStatus.RETIRED
-        and _route_exists(state, request.environ, f"{state.prefix}/v{version.label.text}{rest}")
+        and route_exists(request.environ, f"{state.prefix}/v{version.label.text}{rest}")
     ]
-
-
-def _route_exists(state: VersioningState, environ: WSGIEnvironment, path: str) -> bool:
-    """Whether ``path`` matches a rule of the app, with any method."""
-    adapter = current_app.url_map.bind_to_environ(environ)
-    try:
-        adapter.match(path, method=environ.get("REQUEST_METHOD", "GET"))
-    except MethodNotAllowed:
-        return True
-    except HTTPException:
-        return False
-    return True

@@ -41,6 +41,8 @@ class Decision:
     lifecycle period (kept in :attr:`Snapshot.decisions`)."""
 
     negotiated: Negotiated
+    #: The path named no version (``/api/users``).
+    unversioned: bool
     #: The version is retired or browned out throughout the period.
     refused: bool
     #: ``<prefix>/v<label>``: where an unversioned path is routed.
@@ -147,7 +149,11 @@ class VersioningState:
         }
 
     def remember(
-        self, key: tuple[str | None, ...], negotiated: Negotiated, snapshot: Snapshot
+        self,
+        key: tuple[str | None, ...],
+        negotiated: Negotiated,
+        snapshot: Snapshot,
+        unversioned: bool,
     ) -> Decision:
         """Cache a negotiation for the snapshot's lifecycle period; bounded."""
         version = negotiated.version
@@ -158,6 +164,7 @@ class VersioningState:
         block = self.header_block(snapshot, version)
         decision = Decision(
             negotiated=negotiated,
+            unversioned=unversioned,
             refused=version.label in snapshot.refused,
             path=f"{self.versioned}{text}",
             headers=block,
