@@ -32,6 +32,7 @@ __all__ = [
     "route_exists",
     "start_amended",
     "start_lifecycle",
+    "start_media",
     "start_plain",
     "start_unversioned",
     "starter",
@@ -77,7 +78,7 @@ def start_plain(
 
 def start_unversioned(
     start_response: StartResponse,
-    block: Block,
+    decision: Decision,
     vary: str,
     status: str,
     headers: Headers,
@@ -86,9 +87,36 @@ def start_unversioned(
     """An unversioned path's response: the fixed headers and ``Vary``."""
     for name, _ in headers:
         if len(name) == 4 and name.lower() == "vary":  # the view's own: extended
+            block = decision.headers
             return start_amended(start_response, block, vary, None, None, status, headers, exc_info)
-    headers.extend(block)
-    headers.append(("Vary", vary))
+    headers.extend(decision.vary_headers)
+    return start_response(status, headers, exc_info)
+
+
+def start_media(
+    start_response: StartResponse,
+    decision: Decision,
+    media_type: str,
+    vary: str | None,
+    status: str,
+    headers: Headers,
+    exc_info: Any = None,
+) -> Any:
+    """A response to a vendor media type: that type in a JSON ``Content-Type``,
+    the fixed headers, and ``Vary`` when the path is unversioned."""
+    for name, value in headers:
+        size = len(name)
+        if size == 12:
+            if (name == "Content-Type" or name.lower() == "content-type") and (
+                value == "application/json" or value.startswith("application/json")
+            ):
+                headers[headers.index((name, value))] = (name, media_type)
+        elif size == 4 and vary and name.lower() == "vary":  # the view's own: extended
+            block = decision.headers
+            return start_amended(
+                start_response, block, vary, media_type, None, status, headers, exc_info
+            )
+    headers.extend(decision.headers if vary is None else decision.vary_headers)
     return start_response(status, headers, exc_info)
 
 
@@ -167,6 +195,14 @@ def start_lifecycle(
     else:
         link = f'{decision.link_head}<{successor}>; rel="successor-version"'
     block, media_type = decision.headers, decision.media_type
+    if link and vary is None and media_type is None:  # the common case: one header to add
+        for name, _ in headers:
+            if len(name) == 4 and name.lower() == "link":  # the view's own: extended
+                break
+        else:
+            headers.extend(block)
+            headers.append(("Link", link))
+            return start_response(status, headers, exc_info)
     return start_amended(start_response, block, vary, media_type, link, status, headers, exc_info)
 
 

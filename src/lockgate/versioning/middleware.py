@@ -30,8 +30,8 @@ from ..errors import ApiVersionBrownout, ApiVersionError, ApiVersionSunset, Unsu
 from ..problems import ORIGINAL_PATH_KEY, handle_http_exception
 from .headers import (
     route_exists,
-    start_amended,
     start_lifecycle,
+    start_media,
     start_plain,
     start_unversioned,
     starter,
@@ -132,13 +132,13 @@ class VersionDispatcher:
             vary = state.vary if unversioned else None
             start = partial(start_lifecycle, start_response, state, found, environ, decision, vary)
             return self.wsgi_app(environ, start)
-        if decision.media_type is None and unversioned:
-            start = partial(start_unversioned, start_response, decision.headers, state.vary)
-            return self.wsgi_app(environ, start)
-        if decision.media_type is not None:
+        media_type = decision.media_type
+        if media_type is not None:
             vary = state.vary if unversioned else None
-            block, media_type = decision.headers, decision.media_type
-            start = partial(start_amended, start_response, block, vary, media_type, None)
+            start = partial(start_media, start_response, decision, media_type, vary)
+            return self.wsgi_app(environ, start)
+        if unversioned:
+            start = partial(start_unversioned, start_response, decision, state.vary)
             return self.wsgi_app(environ, start)
         return self.wsgi_app(environ, partial(start_plain, start_response, decision.headers))
 

@@ -50,6 +50,8 @@ class Decision:
     #: ``API-Supported-Versions``, ``API-Deprecated-Versions``, ``API-Version``,
     #: ``Deprecation``, ``Sunset``: the same on every response of the period.
     headers: tuple[tuple[str, str], ...]
+    #: :attr:`headers` and ``Vary``, for an unversioned path.
+    vary_headers: tuple[tuple[str, str], ...]
     #: The vendor media type echoed in a JSON ``Content-Type``, label filled in.
     media_type: str | None
     #: The version has a deprecation or sunset: its responses carry ``Link``.
@@ -168,6 +170,7 @@ class VersioningState:
             refused=version.label in snapshot.refused,
             path=f"{self.versioned}{text}",
             headers=block,
+            vary_headers=(*block, ("Vary", self.vary)),
             media_type=None
             if negotiated.media_type is None
             else negotiated.media_type.format(text),
