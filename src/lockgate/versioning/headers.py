@@ -1,5 +1,5 @@
-"""The version headers of a response: values (RFC 9745, RFC 8594, RFC 8288) and
-the ``start_response`` wrappers that add them.
+"""The version headers of a response: the ``start_response`` wrappers that add
+them (the field values are in :mod:`.fields`).
 
 The dispatcher wraps ``start_response`` with one of the ``start_*`` functions
 below, chosen by the request's :class:`~.state.Decision` and bound with
@@ -11,24 +11,19 @@ The view's own ``Vary`` and ``Link`` are extended, never repeated.
 
 from __future__ import annotations
 
-from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from flask import current_app
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
-from werkzeug.http import http_date
 
+from .state import Decision, RequestVersion, VersioningState
 from .versions import Version
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-    from .state import Decision, RequestVersion, VersioningState
-
 __all__ = [
-    "deprecation_value",
-    "lifecycle_links",
     "route_exists",
     "start_amended",
     "start_lifecycle",
@@ -37,31 +32,10 @@ __all__ = [
     "start_unversioned",
     "starter",
     "successor_url",
-    "sunset_value",
 ]
 
 Headers = list[tuple[str, str]]
 Block = tuple[tuple[str, str], ...]
-
-
-def deprecation_value(moment: datetime) -> str:
-    """``Deprecation`` as an RFC 9651 date: ``@`` and Unix seconds (RFC 9745)."""
-    return f"@{int(moment.timestamp())}"
-
-
-def sunset_value(moment: datetime) -> str:
-    """``Sunset`` as an IMF-fixdate (RFC 8594)."""
-    return http_date(moment)
-
-
-def lifecycle_links(version: Version, successor_url: str | None) -> list[str]:
-    """``Link`` values: the deprecation policy and the successor's same route."""
-    links = []
-    if version.policy:
-        links.append(f'<{version.policy}>; rel="deprecation"; type="text/html"')
-    if successor_url:
-        links.append(f'<{successor_url}>; rel="successor-version"')
-    return links
 
 
 def start_plain(

@@ -28,6 +28,7 @@ from werkzeug.exceptions import HTTPException, NotFound
 
 from ..errors import ApiVersionBrownout, ApiVersionError, ApiVersionSunset, UnsupportedApiVersion
 from ..problems import ORIGINAL_PATH_KEY, handle_http_exception
+from .fields import sunset_value
 from .headers import (
     route_exists,
     start_lifecycle,
@@ -35,7 +36,6 @@ from .headers import (
     start_plain,
     start_unversioned,
     starter,
-    sunset_value,
 )
 from .negotiation import negotiate
 from .readers import Found, split_url_version
@@ -109,7 +109,8 @@ class VersionDispatcher:
             key = (segment, *map(get, state.key_names))
         decision: Decision | None = snapshot.decisions.get(key)
         if decision is None or decision.refused:
-            return self.slow(environ, start_response, path, state)
+            # The instant already read is the request's: one reading per request.
+            return self.slow(environ, start_response, path, state, now)
         unversioned = decision.unversioned
         if unversioned:  # /api/users: routed to /api/v2/users
             rest = path[state.prefix_length :]
@@ -148,15 +149,20 @@ class VersionDispatcher:
         start_response: StartResponse,
         path: str,
         state: VersioningState,
+        now: datetime | None = None,
     ) -> Iterable[bytes]:
         """Every request the fast path of :meth:`__call__` does not take."""
-        found, decision = self.decide(environ, path, state)
+        found, decision = self.decide(environ, path, state, now)
         if found is None:
             return self.wsgi_app(environ, start_response)
         return self.wsgi_app(environ, starter(start_response, state, found, environ, decision))
 
     def decide(
-        self, environ: WSGIEnvironment, path: str, state: VersioningState
+        self,
+        environ: WSGIEnvironment,
+        path: str,
+        state: VersioningState,
+        now: datetime | None = None,
     ) -> tuple[RequestVersion | None, Decision | None]:
         """Negotiate, rewrite the path; record the outcome in the environ."""
         routes = state.routes or state.route_index(self.app)
@@ -184,7 +190,8 @@ class VersionDispatcher:
                 environ[ORIGINAL_PATH_KEY] = path
                 environ["PATH_INFO"] = canonical
             return None, None
-        now = state.clock()
+        if now is None:
+            now = state.clock()
         snapshot = state.bundle.snapshot(now)
         # The fast path's key where it would look (see __call__); another
         # spelling (/api/V1.0/...) keeps its own, one longer, so never the same.

@@ -10,7 +10,7 @@ from flask import Flask, current_app, request
 
 from ..errors import ApiVersionError
 from .bundle import Snapshot, VersionBundle
-from .headers import deprecation_value, lifecycle_links, sunset_value
+from .fields import deprecation_value, lifecycle_links, sunset_value
 from .negotiation import Negotiated
 from .readers import Reader
 from .routes import RouteIndex
