@@ -31,7 +31,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +49,8 @@ from report import write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 TOGGLE_SOURCE = Path(__file__).with_name("callgrind_toggle.c")
+#: Where the callgrind runs keep their library, bytecode cache and outputs.
+WORK = ROOT / ".lockgate" / "bench-callgrind"
 TARGET = 1.05
 PLAIN = "plain Flask blueprints"
 BODY = {"id": 1, "name": "Ada Lovelace", "email": "ada@example.com"}
@@ -184,14 +185,26 @@ def callgrind_child(name: str, requests: int, library: Path) -> None:
     toggle.lockgate_callgrind_stop()
 
 
-def child_env() -> dict[str, str]:
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    # Imports run uninstrumented; a bytecode cache outside the tree makes them quick.
-    # Every counted run loads the same cached bytecode: code compiled in the run
-    # interns other strings than code loaded from the cache, and counts differ.
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPYCACHEPREFIX"] = str(ROOT / ".lockgate" / "bench-pycache")
-    return env
+def child_env(layout: int = 0) -> dict[str, str]:
+    """The same few variables on every run of a layout.
+
+    The environment sits at the top of the stack, so its size moves where
+    things land in memory, and with them some dict orders and cache hits:
+    a few hundred instructions of a request. Each layout pads it differently;
+    the report takes the median layout.
+    """
+    return {
+        "LOCKGATE_BENCH_LAYOUT": "x" * (layout * 1531),
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/root"),
+        "LANG": "C.UTF-8",
+        "PWD": str(ROOT),
+        "PYTHONHASHSEED": "0",
+        # Imports run uninstrumented; a bytecode cache outside the tree makes them
+        # quick. Every counted run loads the same cached bytecode: code compiled in
+        # the run interns other strings than code loaded from the cache.
+        "PYTHONPYCACHEPREFIX": str(WORK / "pycache"),
+    }
 
 
 def child_command(name: str, requests: int, library: Path) -> list[str]:
@@ -207,9 +220,11 @@ def child_command(name: str, requests: int, library: Path) -> list[str]:
     ]
 
 
-def count_instructions(name: str, requests: int, library: Path, folder: Path, run: int) -> int:
+def count_instructions(
+    name: str, requests: int, library: Path, folder: Path, layout: int, run: int
+) -> int:
     """Total ``Ir`` of ``requests`` requests of case ``name``, in its own callgrind run."""
-    out = folder / f"callgrind.{[case.name for case in CASES].index(name)}.{run}"
+    out = folder / f"callgrind.{[case.name for case in CASES].index(name)}.{layout}.{run}"
     command = [
         "valgrind",
         "--tool=callgrind",
@@ -219,32 +234,57 @@ def count_instructions(name: str, requests: int, library: Path, folder: Path, ru
     ]
     if shutil.which("setarch"):  # the same addresses on every run: dicts keyed by id agree
         command = ["setarch", platform.machine(), "-R", *command]
-    subprocess.run(command, env=child_env(), check=True, capture_output=True, cwd=ROOT)
+    subprocess.run(command, env=child_env(layout), check=True, capture_output=True, cwd=ROOT)
     for line in Path(f"{out}.1").read_text().splitlines():
         if line.startswith("totals:"):
             return int(line.split()[1])
     raise SystemExit(f"no totals in {out}.1")
 
 
-def instruction_counts(requests: int) -> dict[str, tuple[int, int]]:
-    """Two callgrind runs per case, two at a time (the counts do not depend on load)."""
+@dataclass
+class Counts:
+    """``Ir`` totals of one case: one per layout, and a second run of the first."""
+
+    first: list[int]
+    again: int
+
+    @property
+    def median(self) -> int:
+        return sorted(self.first)[len(self.first) // 2]
+
+    @property
+    def deterministic(self) -> bool:
+        return self.first[0] == self.again
+
+
+def instruction_counts(requests: int, layouts: int) -> dict[str, Counts]:
+    """Every case in each layout, and the first layout twice; two callgrind runs at
+    a time (counts do not depend on load)."""
     if not shutil.which("valgrind"):
         raise SystemExit("valgrind is not installed (make bench-tools installs it)")
-    with tempfile.TemporaryDirectory(prefix="lockgate-callgrind-") as tmp:
-        folder = Path(tmp)
-        library = build_toggle(folder)
-        # Natively, once: fills the bytecode cache (the client requests do nothing here).
-        subprocess.run(child_command(PLAIN, 1, library), env=child_env(), check=True, cwd=ROOT)
-        jobs = [(case.name, run) for run in (1, 2) for case in CASES]
-        with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-            totals = list(
-                pool.map(
-                    lambda job: count_instructions(job[0], requests, library, folder, job[1]),
-                    jobs,
-                )
+    folder = WORK
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("callgrind.*"):
+        old.unlink()
+    library = build_toggle(folder)
+    # Natively, once: fills the bytecode cache (the client requests do nothing here).
+    subprocess.run(child_command(PLAIN, 1, library), env=child_env(), check=True, cwd=ROOT)
+    jobs = [(case.name, layout, 1) for layout in range(layouts) for case in CASES]
+    jobs += [(case.name, 0, 2) for case in CASES]
+    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        totals = list(
+            pool.map(
+                lambda job: count_instructions(job[0], requests, library, folder, *job[1:]), jobs
             )
+        )
     found = dict(zip(jobs, totals, strict=True))
-    return {case.name: (found[case.name, 1], found[case.name, 2]) for case in CASES}
+    return {
+        case.name: Counts(
+            [found[case.name, layout, 1] for layout in range(layouts)],
+            found[case.name, 0, 2],
+        )
+        for case in CASES
+    }
 
 
 # -- the report --------------------------------------------------------------
@@ -254,26 +294,28 @@ def verdict(ratio: float) -> str:
     return "met" if ratio <= TARGET else f"NOT met (+{(ratio - TARGET) * 100:.1f} points)"
 
 
-def table(medians: dict[str, float], counts: dict[str, tuple[int, int]], cg_requests: int) -> str:
-    base_us = medians[PLAIN]
-    base_ir = counts[PLAIN][0] / cg_requests
+def table(medians: dict[str, float], counts: dict[str, Counts], cg_requests: int) -> str:
+    base_us, base = medians[PLAIN], counts[PLAIN]
     lines = [
         "| case | µs/request (median) | wall-clock ratio | ≤ 1.05x (wall) "
-        "| Ir/request | Ir ratio | ≤ 1.05x (Ir) | Ir of run 1 / run 2 |",
-        "|---|---:|---:|---|---:|---:|---|---|",
+        "| Ir/request | Ir ratio (median layout) | ratio in each layout | ≤ 1.05x (Ir) "
+        "| run twice |",
+        "|---|---:|---:|---|---:|---:|---|---|---|",
     ]
     for case in CASES:
-        us, (first, second) = medians[case.name], counts[case.name]
-        ir = first / cg_requests
-        wall_ratio, ir_ratio = us / base_us, ir / base_ir
+        us, found = medians[case.name], counts[case.name]
+        ratios = [mine / plain for mine, plain in zip(found.first, base.first, strict=True)]
+        ir_ratio = sorted(ratios)[len(ratios) // 2]
+        wall_ratio = us / base_us
         wall_verdict, ir_verdict = (
             ("", "") if case.name == PLAIN else (verdict(wall_ratio), verdict(ir_ratio))
         )
-        same = "identical" if first == second else "DIFFER"
+        each = " / ".join(f"{ratio:.3f}" for ratio in ratios)
+        same = "identical" if found.deterministic else "DIFFER"
         lines.append(
             f"| {case.name} | {us:.1f} | {wall_ratio:.3f}x | {wall_verdict} "
-            f"| {ir:,.0f} | {ir_ratio:.3f}x | {ir_verdict} "
-            f"| {first:,} / {second:,} ({same}) |"
+            f"| {found.median / cg_requests:,.0f} | {ir_ratio:.3f}x | {each} | {ir_verdict} "
+            f"| {same} |"
         )
     return "\n".join(lines)
 
@@ -283,6 +325,9 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=30000, help="per case, wall clock")
     parser.add_argument(
         "--callgrind-requests", type=int, default=1000, help="per case and callgrind run"
+    )
+    parser.add_argument(
+        "--layouts", type=int, default=3, help="memory layouts counted (each run twice)"
     )
     parser.add_argument("--write", type=Path)
     parser.add_argument("--no-callgrind", action="store_true", help="wall clock only")
@@ -301,7 +346,7 @@ def main() -> int:
         print(f"wall clock: {name:42} {value:7.1f} µs  {value / medians[PLAIN]:.3f}x", flush=True)
     if args.no_callgrind:
         return 0
-    counts = instruction_counts(args.callgrind_requests)
+    counts = instruction_counts(args.callgrind_requests, args.layouts)
     result = table(medians, counts, args.callgrind_requests)
     print(result)
     if args.write:
