@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +17,7 @@ from flask import Blueprint, Flask, jsonify
 
 from lockgate import Version, Versioning
 from lockgate.runtime import Runtime, cached, invalidate, limit
+from lockgate.runtime.logs import configure_logging
 from tests.conftest import Clock
 from tests.servers import free_port
 
@@ -106,3 +109,12 @@ def make_app(clock: Clock) -> Iterator[Callable[..., Flask]]:
     yield make
     for app in apps:
         app.extensions["lockgate.runtime"].close()
+
+
+@pytest.fixture
+def logs() -> Iterator[io.StringIO]:
+    """Every JSON log line of the test, in a string."""
+    stream = io.StringIO()
+    configure_logging(stream)
+    yield stream
+    configure_logging(sys.stderr)

@@ -5,22 +5,11 @@ from __future__ import annotations
 import io
 import json
 import re
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from flask import Flask
-
-from lockgate.runtime.logs import configure_logging
-
-
-@pytest.fixture
-def logs() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    configure_logging(stream)
-    yield stream
-    configure_logging(sys.stderr)
 
 
 def lines(stream: io.StringIO) -> list[dict[str, Any]]:

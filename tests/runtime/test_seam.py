@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,7 +21,6 @@ from flask import Blueprint, Flask, jsonify
 
 from lockgate import Version, Versioning
 from lockgate.runtime import Runtime
-from lockgate.runtime.logs import configure_logging
 from tests.conftest import Clock
 
 DEPRECATION = datetime(2026, 1, 1, tzinfo=UTC)
@@ -68,14 +65,6 @@ class SwitchingClock(Clock):
             self.armed = False
             return self.first
         return self.then
-
-
-@pytest.fixture
-def logs() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    configure_logging(stream)
-    yield stream
-    configure_logging(sys.stderr)
 
 
 def deprecated_count(text: str, service: str) -> float:

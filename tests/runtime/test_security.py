@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import io
 import json
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from flask import Flask
 
-from lockgate.runtime.logs import configure_logging
 from lockgate.runtime.security import relative_location, trusted_hosts
 
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture
-def logs() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    configure_logging(stream)
-    yield stream
-    configure_logging(sys.stderr)
 
 
 def logged(stream: io.StringIO, request_id: str) -> list[dict[str, Any]]:
