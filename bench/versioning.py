@@ -194,7 +194,7 @@ def child_env(layout: int = 0) -> dict[str, str]:
     the report takes the median layout.
     """
     return {
-        "LOCKGATE_BENCH_LAYOUT": "x" * (layout * 1531),
+        "LOCKGATE_BENCH_LAYOUT": "x" * (layout * 1531 + layout * layout * 97),
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", "/root"),
         "LANG": "C.UTF-8",
@@ -210,7 +210,7 @@ def child_env(layout: int = 0) -> dict[str, str]:
 def child_command(name: str, requests: int, library: Path) -> list[str]:
     return [
         sys.executable,
-        __file__,
+        str(Path(__file__).resolve()),
         "--callgrind-child",
         name,
         "--callgrind-requests",

@@ -22,6 +22,7 @@ from .versions import Version
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
+    from werkzeug.routing import Rule
 
 __all__ = [
     "route_exists",
@@ -153,21 +154,17 @@ def start_lifecycle(
 
     Called once the view has run, so the matched rule is known.
     """
-    successor = None
-    if decision.successor is not None:
-        # A route of this version seen before: whether the successor has it
-        # is remembered (see successor_url).
-        flask_request = environ.get("werkzeug.request")
-        rule = None if flask_request is None else flask_request.url_rule
-        has_route = None if rule is None else state.successor_rules.get(rule.rule)
-        if has_route is None:
-            successor = successor_url(state, decision.negotiated.version, found.rest, environ)
-        elif has_route:
-            successor = decision.successor + found.rest
-    if successor is None:
+    # The successor's link depends on the matched rule only (and the path
+    # below the version): remembered per rule, on the decision.
+    flask_request = environ.get("werkzeug.request")
+    rule = None if flask_request is None else flask_request.url_rule
+    head = None if rule is None else decision.link_heads.get(rule.rule)
+    if head is None:  # first seen, or no rule matched (a refused or unknown route)
+        link = _lifecycle_link(state, found, environ, decision, rule)
+    elif head:
+        link = f'{head}{found.rest}>; rel="successor-version"'
+    else:  # the successor has no such route: the policy alone
         link = decision.policy
-    else:
-        link = f'{decision.link_head}<{successor}>; rel="successor-version"'
     block, media_type = decision.headers, decision.media_type
     if link and vary is None and media_type is None:  # the common case: one header to add
         for name, _ in headers:
@@ -178,6 +175,26 @@ def start_lifecycle(
             headers.append(("Link", link))
             return start_response(status, headers, exc_info)
     return start_amended(start_response, block, vary, media_type, link, status, headers, exc_info)
+
+
+def _lifecycle_link(
+    state: VersioningState,
+    found: RequestVersion,
+    environ: WSGIEnvironment,
+    decision: Decision,
+    rule: Rule | None,
+) -> str | None:
+    """``Link`` of a deprecated or sunset version: its policy, and the same route
+    in the successor version when that has it. Remembers the answer per rule."""
+    version = decision.negotiated.version
+    successor = successor_url(state, version, found.rest, environ)
+    if rule is not None and rule.rule.startswith(f"{state.versioned}{version.label.text}"):
+        # "" when the successor has no such route: then the policy alone.
+        own = decision.link_heads
+        own[rule.rule] = "" if successor is None else f"{decision.link_head}<{decision.successor}"
+    if successor is None:
+        return decision.policy
+    return f'{decision.link_head}<{successor}>; rel="successor-version"'
 
 
 def starter(

@@ -62,6 +62,9 @@ class Decision:
     link_head: str
     #: ``<prefix>/v<successor>``, or ``None`` without a declared successor.
     successor: str | None
+    #: Rule of this version -> ``Link`` up to the path below the version, or
+    #: ``""`` when the successor lacks the route (filled as rules are seen).
+    link_heads: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(slots=True)
