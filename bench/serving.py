@@ -43,6 +43,42 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
     #: More ``lockgate serve`` options.
     options: tuple[str, ...] = ()
+    #: ``None``: the fleet (``lockgate serve``); else a peer of bench/peers/.
+    peer: str | None = None
+
+
+#: Every piece of the runtime on: request id, the JSON access log, metrics,
+#: the limit check (never reached) and the cache.
+EVERYTHING = {"LOCKGATE_ACCESS_LOG": "true"}
+#: The read every peer serves too: 10 users from SQLite.
+READ = "/api/v2/users?limit=10"
+#: How each peer is served: the same 2 workers (and threads) as the fleet.
+PEER_APPS = {
+    "flask": "bench.peers.flask_app:app",
+    "drf": "bench.peers.drf_app:application",
+    "cadwyn": "bench.peers.cadwyn_app:app",
+}
+
+
+def peer_command(case: Case, port: int) -> list[str]:
+    """The server command line of a peer: gunicorn as ``lockgate serve`` runs it
+    (gthread, 8 threads), granian (2 blocking threads) or uvicorn."""
+    target = PEER_APPS[str(case.peer)]
+    bin_ = Path(sys.executable).parent
+    workers = str(case.workers)
+    if case.server == "gunicorn":
+        return [str(bin_ / "gunicorn"), "-w", workers, "-k", "gthread", "--threads", "8",
+                "-b", f"127.0.0.1:{port}", "--access-logfile", "-", target]  # fmt: skip
+    if case.server == "granian":
+        # Granian's ASGI side runs on its event loop: blocking threads are WSGI's.
+        interface = ["--interface", "asgi"] if case.peer == "cadwyn" else [
+            "--interface", "wsgi", "--blocking-threads", "2"]  # fmt: skip
+        return [str(bin_ / "granian"), *interface, "--workers", workers, "--host",
+                "127.0.0.1", "--port", str(port), "--no-ws", target]  # fmt: skip
+    if case.server == "uvicorn":
+        return [str(bin_ / "uvicorn"), "--workers", workers, "--host", "127.0.0.1",
+                "--port", str(port), target]  # fmt: skip
+    raise ValueError(case.server)
 
 
 @dataclass
@@ -88,19 +124,25 @@ def run_case(case: Case, data_dir: Path, args: argparse.Namespace) -> Result:
         "0",
         *case.options,
     ]
+    probe = "/healthz"
+    if case.peer is not None:
+        command, probe = peer_command(case, port), case.path
+        env["LOCKGATE_BENCH_DB"] = str(database(data_dir))
     with open(data_dir / "serve.log", "a") as log:
+        log.write(f"\n== {case.name}: {' '.join(command)}\n")
+        log.flush()
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{base}{probe}", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 time.sleep(0.1)
             if time.monotonic() > deadline or process.poll() is not None:
-                raise SystemExit(f"{case.name}: server did not start; see {data_dir}/serve.log")
+                raise NotStarted(f"{case.name}: server did not start (its log is in serve.log)")
         subprocess.run(["wrk", "-t1", "-c4", "-d1s", f"{base}{case.path}"], capture_output=True)
         out = subprocess.run(
             [
@@ -116,13 +158,35 @@ def run_case(case: Case, data_dir: Path, args: argparse.Namespace) -> Result:
             check=True,
         ).stdout
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+        stop(process)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
     p50 = seconds_of(re.search(r"^\s+50%\s+(\S+)", out, re.M)[1]) * 1000  # type: ignore[index]
     p99 = seconds_of(re.search(r"^\s+99%\s+(\S+)", out, re.M)[1]) * 1000  # type: ignore[index]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return Result(rps, p50, p99, int(errors[1]) if errors else 0)
+
+
+class NotStarted(Exception):
+    """A case's server did not come up: the case is reported, the run goes on."""
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the server we started (by its PID); SIGKILL if it lingers."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def database(data_dir: Path) -> Path:
+    """The users service's SQLite file, which the peers read too."""
+    found = sorted(data_dir.glob("*.db"))
+    if not found:
+        raise SystemExit(f"no SQLite database in {data_dir}")
+    return next((path for path in found if "users" in path.name), found[0])
 
 
 def seed(data_dir: Path) -> None:
@@ -152,8 +216,7 @@ def seed(data_dir: Path) -> None:
                 }
                 assert client.post("/api/v2/users", json=body).status_code == 201
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+        stop(process)
 
 
 COMPARISONS = [
@@ -162,7 +225,31 @@ COMPARISONS = [
     ("limiter on vs off", "limiter on", "limiter off", 0.9),
     ("2 workers vs 1", "gunicorn (2 workers)", "gunicorn (1 worker)", 1.7),
     ("deprecated v1 read vs v2 read", "v1 read (deprecated)", "gunicorn (2 workers)", None),
+    # The peers: the same read of 10 users from SQLite.
+    (
+        "fleet, every piece on, vs plain Flask (gunicorn)",
+        "fleet, gunicorn",
+        "plain Flask, gunicorn",
+        0.85,
+    ),
+    (
+        "access log on vs off",
+        "fleet, gunicorn",
+        "fleet, gunicorn, access log off",
+        0.95,
+    ),
+    ("fleet vs Cadwyn (granian)", "fleet, granian", "Cadwyn, granian", 2.0),
+    ("fleet vs DRF (granian)", "fleet, granian", "DRF, granian", 3.0),
+    ("fleet vs Cadwyn (gunicorn vs uvicorn)", "fleet, gunicorn", "Cadwyn, uvicorn", None),
+    ("fleet vs DRF (gunicorn)", "fleet, gunicorn", "DRF, gunicorn", None),
+    ("fleet: uWSGI vs gunicorn", "fleet, uWSGI", "fleet, gunicorn", None),
 ]
+
+
+def goal_text(goal: float | None) -> str:
+    if goal is None:
+        return "-"
+    return f"≥ {goal:.2f}x" + (f" (≤ {(1 - goal) * 100:.0f} % cost)" if goal < 1 else "")
 
 
 def main() -> int:
@@ -173,6 +260,7 @@ def main() -> int:
     )
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--write", type=Path)
+    parser.add_argument("--only", nargs="*", help="cases whose name holds one of these words")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (make bench installs it)")
@@ -193,8 +281,21 @@ def main() -> int:
             env={"LOCKGATE_CACHE_ENABLED": "false"},
         ),
         Case("v1 read (deprecated)", "/api/v1/users?limit=20"),
+        # The peer table: the same read everywhere, every runtime piece on.
+        Case("plain Flask, gunicorn", READ, peer="flask"),
+        Case("fleet, gunicorn", READ, env=EVERYTHING),
+        Case("fleet, gunicorn, access log off", READ),
+        Case("fleet, granian", READ, server="granian", env=EVERYTHING),
+        Case("fleet, uWSGI", READ, server="uwsgi", env=EVERYTHING),
+        Case("DRF, gunicorn", READ, peer="drf"),
+        Case("DRF, granian", READ, server="granian", peer="drf"),
+        Case("Cadwyn, uvicorn", READ, server="uvicorn", peer="cadwyn"),
+        Case("Cadwyn, granian", READ, server="granian", peer="cadwyn"),
     ]
+    if args.only:
+        cases = [case for case in cases if any(word in case.name for word in args.only)]
     runs: dict[str, list[Result]] = {case.name: [] for case in cases}
+    failed: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="lockgate-bench-") as folder:
         data_dir = Path(folder)
         seed(data_dir)
@@ -202,7 +303,12 @@ def main() -> int:
         # machine then costs every case a round, not one case its figure.
         for round_ in range(1, args.rounds + 1):
             for case in cases:
-                r = run_case(case, data_dir, args)
+                try:
+                    r = run_case(case, data_dir, args)
+                except NotStarted as error:
+                    print(f"round {round_}: {error}", flush=True)
+                    failed.add(case.name)
+                    continue
                 runs[case.name].append(r)
                 print(
                     f"round {round_}: {case.name:28} {r.rps:9.0f} req/s  p50 {r.p50_ms:6.2f} ms "
@@ -210,25 +316,34 @@ def main() -> int:
                     flush=True,
                 )
     results = {
-        name: sorted(found, key=lambda r: r.rps)[len(found) // 2] for name, found in runs.items()
+        name: sorted(found, key=lambda r: r.rps)[len(found) // 2]
+        for name, found in runs.items()
+        if found
     }
     lines = [
         "| case | req/s (median round) | p50 ms | p99 ms | non-2xx | req/s of every round |",
         "|---|---:|---:|---:|---:|---|",
     ]
-    for name, r in results.items():
+    for name in runs:
+        if name not in results:
+            lines.append(f"| {name} | did not start | | | | |")
+            continue
+        r = results[name]
         every = " / ".join(f"{x.rps:.0f}" for x in runs[name])
+        if name in failed:
+            every += " (some rounds did not start)"
         lines.append(
             f"| {name} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {every} |"
         )
     lines += ["", "| comparison | ratio (req/s) | goal | met |", "|---|---:|---|---|"]
     for title, a, b, goal in COMPARISONS:
+        if a not in results or b not in results:
+            if a in runs and b in runs:
+                lines.append(f"| {title} | - | {goal_text(goal)} | not measured |")
+            continue
         ratio = results[a].rps / results[b].rps
-        goal_text = (
-            "-" if goal is None else (f"≥ {goal:.1f}x" if goal >= 1 else "≥ 0.9x (≤ 10 % cost)")
-        )
         met = "-" if goal is None else ("yes" if ratio >= goal else "NO")
-        lines.append(f"| {title} | {ratio:.2f}x | {goal_text} | {met} |")
+        lines.append(f"| {title} | {ratio:.2f}x | {goal_text(goal)} | {met} |")
     table = "\n".join(lines)
     print(table)
     if args.write:
