@@ -57,9 +57,20 @@ pytest: setup
 	mkdir -p .lockgate
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --junitxml=.lockgate/junit.xml $(PYTEST_ARGS)
 
-bench: setup wrk ## benchmarks; figures go to docs/benchmarks.md
+# The peers of the serving benchmark (bench/peers/) come from the bench group,
+# never installed by `make setup`; the stamp goes so the next setup drops them.
+bench: setup wrk bench-tools ## benchmarks; figures go to docs/benchmarks.md
+	$(UV) sync --frozen --all-extras --group bench --python $(PYTHON)
+	rm -f $(VENV)/.synced
 	$(BIN)/python bench/versioning.py --write docs/benchmarks.md
 	$(BIN)/python bench/serving.py --write docs/benchmarks.md
+
+# valgrind, its headers and a C compiler: bench/versioning.py counts
+# instructions under callgrind, started and stopped by bench/callgrind_toggle.c.
+bench-tools:
+	@{ command -v valgrind && command -v cc && test -f /usr/include/valgrind/callgrind.h; } >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq valgrind gcc >/dev/null; }
 
 fmt: setup
 	$(BIN)/ruff format .
