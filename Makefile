@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test setup lint typecheck pytest bench system-packages wrk fmt clean
+.PHONY: run test setup lint typecheck pytest bench bench-tools system-packages wrk fmt clean
 
 run: setup ## set up and start the fleet at http://$(HOST):$(PORT)
 	$(BIN)/lockgate run --host $(HOST) --port $(PORT)
