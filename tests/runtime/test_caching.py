@@ -127,30 +127,39 @@ def test_an_unreadable_entry_is_a_miss_not_a_500(make_app: Any, redis_url: str) 
         server.close()
 
 
-def test_a_weak_etag_stays_weak_when_served_from_the_cache(clock: Any, redis_url: str) -> None:
-    from flask import Blueprint, Flask, jsonify
+def _one_view_app(name: str, path: str, view: Callable[[], Any], clock: Any, redis_url: str) -> Any:
+    """An app serving ``view`` at ``/api/v1{path}`` in one version, with the
+    runtime on Redis; returns its test client and runtime state."""
+    from flask import Blueprint
 
     from lockgate import Version, Versioning
-    from lockgate.runtime import Runtime, cached
+    from lockgate.runtime import Runtime
 
-    app = Flask("weak")
-    app.config.update(TESTING=True, REDIS_URL=redis_url, LOCKGATE_SERVICE="weak")
+    app = Flask(name)
+    app.config.update(TESTING=True, REDIS_URL=redis_url, LOCKGATE_SERVICE=name)
     versioning = Versioning(app, versions=[Version("1")], clock=clock)
     api = Blueprint("api", __name__)
+    api.add_url_rule(path, view_func=view, methods=["GET"])
+    versioning.register_blueprint(api, version="1")
+    return app.test_client(), Runtime().init_app(app)
 
-    @api.get("/doc")
+
+def test_a_weak_etag_stays_weak_when_served_from_the_cache(clock: Any, redis_url: str) -> None:
+    from flask import jsonify
+
+    from lockgate.runtime import cached
+
     @cached("doc")
     def doc() -> Any:
         response = jsonify(revision=7)
         response.set_etag("rev-7", weak=True)
         return response
 
-    versioning.register_blueprint(api, version="1")
-    Runtime(app)
-    client = app.test_client()
+    client, state = _one_view_app("weak", "/doc", doc, clock, redis_url)
     miss, hit = client.get("/api/v1/doc"), client.get("/api/v1/doc")
     assert (miss.headers["X-Cache"], hit.headers["X-Cache"]) == ("miss", "hit")
     assert miss.headers["ETag"] == hit.headers["ETag"] == 'W/"rev-7"'
+    state.close()
 
 
 def test_memcached_holds_the_reads_and_redis_the_limits(
@@ -219,29 +228,21 @@ def test_a_missing_generation_is_created_on_invalidate(memcached_url: str) -> No
 def test_junk_parameters_do_not_multiply_entries(clock: Any, redis_url: str) -> None:
     """The entry key holds only the parameters the view declares it reads."""
     import redis
-    from flask import Blueprint, jsonify, request
+    from flask import jsonify, request
     from pydantic import BaseModel
 
-    from lockgate import Version, Versioning, operation
-    from lockgate.runtime import Runtime, cached
+    from lockgate import operation
+    from lockgate.runtime import cached
 
     class Page(BaseModel):
         limit: int = 10
 
-    app = Flask("junk")
-    app.config.update(TESTING=True, REDIS_URL=redis_url, LOCKGATE_SERVICE="junk")
-    versioning = Versioning(app, versions=[Version("1")], clock=clock)
-    api = Blueprint("api", __name__)
-
-    @api.get("/items")
     @cached("items")
     @operation(query=Page)
     def items() -> Any:
         return jsonify(limit=Page.model_validate(dict(request.args)).limit)
 
-    versioning.register_blueprint(api, version="1")
-    state = Runtime().init_app(app)
-    client = app.test_client()
+    client, state = _one_view_app("junk", "/items", items, clock, redis_url)
     assert client.get("/api/v1/items?limit=5").headers["X-Cache"] == "miss"
     for junk in range(20):
         response = client.get(f"/api/v1/items?limit=5&junk{junk}=x&utm={junk}")

@@ -86,15 +86,18 @@ _access = AccessLog(sys.stderr)
 _configured = False
 
 
-def logging_config(*loggers: str) -> dict[str, Any]:
+def logging_config(*loggers: str, formatter: dict[str, Any] | None = None) -> dict[str, Any]:
     """A :func:`logging.config.dictConfig` dict writing ``loggers`` as JSON lines
     on stderr: for servers that configure logging themselves (gunicorn's
-    ``logconfig_dict``), so one log stream has one format."""
+    ``logconfig_dict``), so one log stream has one format. ``formatter``
+    replaces the formatter's spec, for a server that reads the dict from a
+    file and so needs a factory by dotted name (granian)."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {
-            "json": {
+            "json": formatter
+            or {
                 "()": structlog.stdlib.ProcessorFormatter,
                 "processor": structlog.processors.JSONRenderer(),
                 "foreign_pre_chain": [*_shared(), structlog.stdlib.add_logger_name],

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..runtime.logs import logging_config
 from .options import ServeOptions
 from .rundir import json_formatter
 from .supervisor import supervise
@@ -69,20 +70,4 @@ def serve_granian(options: ServeOptions, run_dir: Path) -> int:
 def _log_config() -> dict[str, object]:
     """Granian's loggers (``_granian``, ``granian.access``) as JSON lines on stderr."""
     factory = f"{json_formatter.__module__}.{json_formatter.__qualname__}"
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"json": {"()": factory}},
-        "handlers": {
-            "json": {
-                "class": "logging.StreamHandler",
-                "formatter": "json",
-                "stream": "ext://sys.stderr",
-            }
-        },
-        "root": {"handlers": ["json"], "level": "WARNING"},
-        "loggers": {
-            "_granian": {"handlers": ["json"], "level": "INFO", "propagate": False},
-            "granian.access": {"handlers": ["json"], "level": "INFO", "propagate": False},
-        },
-    }
+    return logging_config("_granian", "granian.access", formatter={"()": factory})
