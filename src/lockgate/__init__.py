@@ -25,12 +25,19 @@ from .errors import (
 from .openapi import operation
 from .problems import Problem, problem_response
 from .versioning import (
+    RequestInfo,
     RequestVersion,
+    ResponseInfo,
     Version,
+    VersionChange,
     Versioning,
     VersionStatus,
     current_version,
+    endpoint,
+    field,
+    request,
     request_version,
+    response,
     url_for,
 )
 
@@ -44,14 +51,21 @@ __all__ = [
     "InvalidApiVersion",
     "LockgateError",
     "Problem",
+    "RequestInfo",
     "RequestVersion",
+    "ResponseInfo",
     "UnsupportedApiVersion",
     "Version",
+    "VersionChange",
     "VersionStatus",
     "Versioning",
     "current_version",
+    "endpoint",
+    "field",
     "operation",
     "problem_response",
+    "request",
     "request_version",
+    "response",
     "url_for",
 ]

@@ -10,21 +10,18 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from flask import Flask
 from pydantic import BaseModel, TypeAdapter
 
 from ..versioning import Version, VersioningState, VersionStatus
 from ..versioning.versions import Label
-from ..views import NEUTRAL_ATTR, QUERY_ATTR
+from ..views import NEUTRAL_ATTR, OPERATION_ATTR, SERVED_ATTR, Operation, operation
 
 __all__ = ["Operation", "build_openapi", "catalog_entry", "iso", "operation"]
 
-F = TypeVar("F", bound=Callable[..., Any])
-OPERATION_ATTR = "_lockgate_operation"
 _CONVERTER = re.compile(r"<(?:(?P<conv>[a-zA-Z_][a-zA-Z0-9_]*)(?:\([^)]*\))?:)?(?P<name>\w+)>")
 _PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     "int": {"type": "integer"},
@@ -43,57 +40,6 @@ _PROBLEM_SCHEMA = {
     },
     "required": ["type", "title", "status"],
 }
-
-
-@dataclass(frozen=True)
-class Operation:
-    """What a view declares about itself for the OpenAPI document."""
-
-    summary: str | None = None
-    description: str | None = None
-    request: Any = None
-    response: Any = None
-    status: int = 200
-    query: type[BaseModel] | None = None
-    responses: dict[int, str] = field(default_factory=dict)
-    tags: tuple[str, ...] = ()
-
-
-def operation(
-    *,
-    summary: str | None = None,
-    description: str | None = None,
-    request: Any = None,
-    response: Any = None,
-    status: int = 200,
-    query: type[BaseModel] | None = None,
-    responses: dict[int, str] | None = None,
-    tags: tuple[str, ...] = (),
-) -> Callable[[F], F]:
-    """Describe a view's bodies with pydantic models.
-
-    :param request: the request body model.
-    :param response: the success body: a model, or a type such as ``list[User]``.
-    :param status: the success status.
-    :param query: a model whose fields are the query parameters.
-    :param responses: other statuses and what they mean (problem+json bodies).
-    """
-
-    def decorate(view: F) -> F:
-        setattr(
-            view,
-            OPERATION_ATTR,
-            Operation(
-                summary, description, request, response, status, query, responses or {}, tags
-            ),
-        )
-        if query is not None:
-            # What the view reads: the runtime's cache keys by these alone.
-            names = {field.alias or name for name, field in query.model_fields.items()}
-            setattr(view, QUERY_ATTR, frozenset(names))
-        return view
-
-    return decorate
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -171,7 +117,11 @@ def build_openapi(
         doc: Operation = getattr(view, OPERATION_ATTR, Operation())
         original = rule.endpoint.partition(".")[2]
         tag = blueprint[: -len(f"_v{label.text}")] if blueprint else "default"
-        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+        methods = (rule.methods or set()) - {"HEAD", "OPTIONS"}
+        served = getattr(view, SERVED_ATTR, None)
+        if served is not None:
+            methods &= served  # the rest is the head's, not this version's
+        for method in sorted(methods):
             operation_id = _unique(f"{original}_{method.lower()}", tag, taken)
             paths.setdefault(path, {})[method.lower()] = _operation(
                 doc, view, method, parameters, schemas, status, operation_id, tag

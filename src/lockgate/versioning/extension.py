@@ -21,10 +21,11 @@ from werkzeug.exceptions import HTTPException, NotFound
 
 from ..errors import ConfigurationError
 from ..problems import handle_http_exception
-from ..views import mark_neutral
+from ..views import OPERATION_ATTR, Operation, mark_neutral
 from . import middleware
 from .bundle import VersionBundle
 from .lifecycle_file import LIFECYCLE_ENV, apply_lifecycle_file
+from .migration import HeadRoute, build_plans, normal_path, served_view
 from .readers import HeaderReader, MediaTypeReader, QueryReader, Reader
 from .state import ENVIRON_KEY, RequestVersion, VersioningState, get_state
 from .versions import Label, Version
@@ -118,6 +119,9 @@ class Versioning:
     :param query: the query parameter.
     :param prefix: the path every versioned route lives under.
     :param clock: returns an aware UTC datetime; for tests.
+    :param head: the blueprint (or blueprints) of the newest version, written
+        once: registered under every version, each older version served
+        through the :class:`~lockgate.VersionChange` classes its successors list.
 
     Arguments given here win over the app's ``LOCKGATE_*`` config.
     """
@@ -128,9 +132,11 @@ class Versioning:
         *,
         versions: Iterable[Version] = _UNSET,
         clock: Callable[[], datetime] | None = None,
+        head: Blueprint | Iterable[Blueprint] | None = None,
         **settings: Unpack[Settings],
     ) -> None:
         self.versions: tuple[Version, ...] | None = None if versions is _UNSET else tuple(versions)
+        self.head = _blueprints(head)
         self.options = _checked(settings)
         self.clock = clock
         self._registrations: list[tuple[Blueprint, tuple[str, ...], dict[str, Any]]] = []
@@ -144,6 +150,7 @@ class Versioning:
         *,
         versions: Iterable[Version] | None = None,
         clock: Callable[[], datetime] | None = None,
+        head: Blueprint | Iterable[Blueprint] | None = None,
         **settings: Unpack[Settings],
     ) -> None:
         """Set versioning up on ``app``.
@@ -158,7 +165,8 @@ class Versioning:
 
         Every keyword of the constructor is accepted here too, for this app
         only, and wins over the constructor's.
-        :raises ConfigurationError: invalid versions or settings.
+        :raises ConfigurationError: invalid versions or settings, or a version
+            change that cannot be applied to the head (named in the message).
         :raises RuntimeError: the extension is already registered on ``app``.
         """
         if "lockgate" in app.extensions:
@@ -202,11 +210,54 @@ class Versioning:
             provide_automatic_options=False,
         )
         app.wsgi_app = middleware.VersionDispatcher(app.wsgi_app, app)  # type: ignore[method-assign]
+        heads = _blueprints(head) if head is not None else self.head
+        if heads:
+            self._serve_head(app, state, heads)
+        elif any(version.changes for version in state.bundle.versions):
+            raise ConfigurationError(
+                "versions list changes, but no head= names the blueprints they migrate to"
+            )
         for hook in _INIT_HOOKS:
             hook(app, state)
         self._apps.add(app)
         for blueprint, labels, options_ in self._registrations:
             self._register(app, blueprint, labels, options_)
+
+    def _serve_head(self, app: Flask, state: VersioningState, heads: tuple[Blueprint, ...]) -> None:
+        """Register the head blueprints under every version; give each older
+        version's routes the view that migrates to and from the head."""
+        versions = state.bundle.versions
+        newest = versions[-1].label
+        labels = tuple(version.label.text for version in versions)
+        for blueprint in heads:
+            self._register(app, blueprint, labels, {})
+        routes: list[HeadRoute] = []
+        base = f"{state.prefix}/v{newest.text}"
+        for blueprint in heads:
+            name = state.blueprint_names[(blueprint.name, newest)]
+            for rule in app.url_map.iter_rules():
+                head_name, dot, local = rule.endpoint.partition(".")
+                if head_name != name or not dot:
+                    continue
+                view = app.view_functions[rule.endpoint]
+                routes.append(
+                    HeadRoute(
+                        rule=rule,
+                        endpoint=f"{blueprint.name}.{local}",
+                        path=normal_path(rule.rule[len(base) :]),
+                        methods=frozenset(rule.methods or ()) - {"HEAD", "OPTIONS"},
+                        operation=getattr(view, OPERATION_ATTR, None) or Operation(),
+                    )
+                )
+        plans = build_plans(versions, routes)
+        for label, by_endpoint in plans.items():
+            for endpoint, plan in by_endpoint.items():
+                if plan.idle:
+                    continue
+                blueprint_name, _, local = endpoint.partition(".")
+                registered = f"{state.blueprint_names[(blueprint_name, label)]}.{local}"
+                app.view_functions[registered] = served_view(app.view_functions[registered], plan)
+        state.plans = plans
 
     def register_blueprint(
         self,
@@ -297,6 +348,16 @@ def url_for(endpoint: str, *, _version: str | None = None, **values: Any) -> str
         joiner = "&" if "?" in url else "?"
         url += joiner + urlencode({state.query: found.negotiated.version.label.text})
     return url
+
+
+def _blueprints(head: Blueprint | Iterable[Blueprint] | None) -> tuple[Blueprint, ...]:
+    if head is None:
+        return ()
+    chosen = (head,) if isinstance(head, Blueprint) else tuple(head)
+    for blueprint in chosen:
+        if not isinstance(blueprint, Blueprint):
+            raise ConfigurationError(f"head= takes blueprints, not {blueprint!r}")
+    return chosen
 
 
 def _make_readers(options: dict[str, Any]) -> tuple[Reader, ...]:

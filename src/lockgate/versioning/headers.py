@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from flask import current_app
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from ..views import SERVED_ATTR
 from .state import Decision, RequestVersion, VersioningState
 from .versions import Version
 
@@ -238,12 +239,16 @@ def successor_url(
 
 
 def route_exists(environ: WSGIEnvironment, path: str) -> bool:
-    """Whether ``path`` matches a rule of the current app, with any method."""
+    """Whether ``path`` matches a rule of the current app, with any method,
+    and its version serves this request's method there (a version change may
+    have removed it, or not added it yet)."""
     adapter = current_app.url_map.bind_to_environ(environ)
+    method = environ.get("REQUEST_METHOD", "GET")
     try:
-        adapter.match(path, method=environ.get("REQUEST_METHOD", "GET"))
+        rule, _ = adapter.match(path, method=method, return_rule=True)
     except MethodNotAllowed:
         return True
     except HTTPException:
         return False
-    return True
+    served = getattr(current_app.view_functions.get(rule.endpoint), SERVED_ATTR, None)
+    return served is None or ("GET" if method == "HEAD" else method) in served

@@ -117,6 +117,7 @@ def apply_lifecycle_file(
                 policy=old.policy,
                 successor=None if old.successor is None else old.successor.text,
                 status="preview" if old.preview else None,
+                changes=old.changes,
             )
         except (ConfigurationError, TypeError) as error:
             raise ConfigurationError(f"{where}: {error}") from None

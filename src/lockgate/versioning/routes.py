@@ -13,7 +13,7 @@ from flask import Flask
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
 
-from ..views import NEUTRAL_ATTR
+from ..views import NEUTRAL_ATTR, SERVED_ATTR
 from .readers import split_url_version
 from .versions import Label
 
@@ -60,6 +60,8 @@ class RouteIndex:
                     static.add(rule.rule)
                 continue
             assert label is not None
+            if getattr(view, SERVED_ATTR, None) == frozenset():
+                continue  # the head's view, which this version does not serve
             templates[label].add(rule.rule[len(f"{prefix}/v{label.text}") :])
         firsts = {
             template[1:].partition("/")[0] for paths in templates.values() for template in paths

@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, time
 from functools import lru_cache, total_ordering
 
 from ..errors import ConfigurationError
+from .changes import VersionChange
 
 __all__ = ["MAX_LABEL_LENGTH", "Label", "Version", "VersionStatus", "parse_instant"]
 
@@ -153,6 +154,9 @@ class Version:
         answers 410 to make remaining clients notice.
     :param status: ``"preview"`` marks an unstable version; other statuses
         are derived from the dates.
+    :param changes: the :class:`~lockgate.VersionChange` classes that lead
+        from the previous version to this one, in order (versions served by
+        the head's code through migrations).
     :raises ConfigurationError: a malformed label, date or window.
     """
 
@@ -163,6 +167,7 @@ class Version:
     successor: Label | None
     brownouts: tuple[Window, ...]
     preview: bool
+    changes: tuple[type[VersionChange], ...]
 
     def __init__(
         self,
@@ -174,6 +179,7 @@ class Version:
         successor: str | None = None,
         brownouts: Iterable[Sequence[Instant]] = (),
         status: str | None = None,
+        changes: Iterable[type[VersionChange]] = (),
     ) -> None:
         parsed = Label.parse(str(label))
         if parsed is None:
@@ -207,6 +213,11 @@ class Version:
         set_(self, "successor", next_label)
         set_(self, "brownouts", tuple(sorted(windows)))
         set_(self, "preview", status == "preview")
+        chosen = tuple(changes)
+        for change in chosen:
+            if not (isinstance(change, type) and issubclass(change, VersionChange)):
+                raise ConfigurationError(f"{name}: {change!r} is not a VersionChange subclass")
+        set_(self, "changes", chosen)
         if self.deprecated and self.sunset and self.sunset < self.deprecated:
             raise ConfigurationError(f"{name}: sunset {sunset} precedes deprecation {deprecated}")
         for _start, end in self.brownouts:

@@ -1,0 +1,488 @@
+"""Every version served by the head's views: a plan per version and route, and its view.
+
+At startup the head blueprints are registered under every version, and for
+each version and route a :class:`RoutePlan` is built from the changes
+between that version and the head: the methods it serves, its models, the
+request migrations (oldest change first) and the response migrations
+(newest first). Everything that can be wrong (a path no route has, a field
+a schema lacks) raises then, naming the change. A route whose plan has
+nothing to do keeps the head's view function itself: the head version pays
+nothing. The others get :func:`served_view`, which validates the request
+against its version's model (422 names that version's fields), migrates it
+up, calls the head's view and migrates the response down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import re
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Response, current_app, request
+from pydantic import BaseModel, ValidationError
+from werkzeug.datastructures import EnvironHeaders, Headers, MultiDict
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import Rule
+
+from ..bodies import parse_json_body, query_problem, validation_problem
+from ..errors import ConfigurationError
+from ..views import OPERATION_ATTR, SERVED_ATTR, Operation
+from .changes import EndpointChange, Migration, RequestInfo, ResponseInfo, VersionChange
+from .schemas import SchemaVersions, models_in
+from .versions import Label, Version
+
+__all__ = ["HeadRoute", "RoutePlan", "build_plans", "normal_path", "served_view"]
+
+_CONVERTER = re.compile(r"<(?:[a-zA-Z_][a-zA-Z0-9_]*(?:\([^)]*\))?:)?(\w+)>")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+#: Request attributes Werkzeug caches from the environ; dropped after a migration.
+_CACHED = ("args", "stream", "form", "files", "values", "_cached_data", "_cached_json")
+_CACHED_HEADERS = ("_parsed_content_type",)
+
+#: Walks a body, calling ``visit`` on each object of one schema; returns the body.
+Walker = Callable[[Any, Callable[[Any], Any]], Any]
+
+
+def normal_path(path: str) -> str:
+    """``/users/<int:user_id>`` and ``/users/{user_id}`` as one spelling."""
+    path = _CONVERTER.sub(lambda match: "{" + match[1] + "}", path)
+    return "/" + path.strip("/") if path.strip("/") else "/"
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseStep:
+    migration: Migration
+    #: By schema: how to reach its objects in this step's body shape.
+    walker: Walker | None
+
+
+@dataclass(slots=True)
+class RoutePlan:
+    """What serving one head route in one version takes."""
+
+    label: Label
+    path: str
+    #: The methods served; ``None``: all of the rule's.
+    served: frozenset[str] | None
+    operation: Operation
+    #: This version's body and query models, where they differ from the head's.
+    request_model: type[BaseModel] | None
+    query_model: type[BaseModel] | None
+    #: Per method: request migrations, oldest change first; response steps, newest first.
+    upgrades: dict[str, tuple[Migration, ...]]
+    downgrades: dict[str, tuple[ResponseStep, ...]]
+
+    @property
+    def idle(self) -> bool:
+        """Nothing to do: the head's view serves this version as it is."""
+        return (
+            self.served is None
+            and self.request_model is None
+            and self.query_model is None
+            and not any(self.upgrades.values())
+            and not any(self.downgrades.values())
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HeadRoute:
+    """A route of a head blueprint, as registered for the head version."""
+
+    rule: Rule
+    #: The plain endpoint, ``<blueprint>.<view>``, as :func:`url_for` takes it.
+    endpoint: str
+    path: str
+    methods: frozenset[str]
+    operation: Operation
+
+
+def build_plans(
+    versions: Sequence[Version], routes: Sequence[HeadRoute]
+) -> dict[Label, dict[str, RoutePlan]]:
+    """Every version's plan for every head route (by endpoint name below the
+    version), checking every change against the head.
+
+    :param versions: oldest first; the last is the head.
+    :raises ConfigurationError: a change that cannot be applied, by name.
+    """
+    seen: dict[type[VersionChange], Label] = {}
+    for version in versions:
+        for change in version.changes:
+            if change in seen:
+                raise ConfigurationError(
+                    f"{change.__name__} is listed by versions {seen[change]} and {version.label}"
+                )
+            seen[change] = version.label
+    if versions[0].changes:
+        names = ", ".join(c.__name__ for c in versions[0].changes)
+        raise ConfigurationError(
+            f"version {versions[0].label} is the oldest: its changes ({names}) lead from no version"
+        )
+    by_path: dict[str, list[HeadRoute]] = {}
+    universe: set[type[BaseModel]] = set()
+    request_models: set[type[BaseModel]] = set()
+    response_models: set[type[BaseModel]] = set()
+    for route in routes:
+        by_path.setdefault(route.path, []).append(route)
+        op = route.operation
+        for annotation in (op.request, op.query):
+            if annotation is not None:
+                universe |= models_in(annotation)
+        if _is_model(op.request):
+            request_models.add(op.request)
+        if op.response is not None:
+            found = models_in(op.response)
+            universe |= found
+            response_models |= found
+    chain = [(v.label, v.changes) for v in reversed(versions)]
+    for version in versions:
+        for change in version.changes:
+            _check(change, version.label, by_path, request_models, response_models)
+            universe |= {instruction.model for instruction in change.field_changes}
+    schemas = SchemaVersions(chain, universe)
+    plans: dict[Label, dict[str, RoutePlan]] = {}
+    for index, version in enumerate(versions):
+        newer = versions[index + 1 :]
+        plans[version.label] = {
+            route.endpoint: _plan(versions[: index + 1], newer, route, schemas) for route in routes
+        }
+    return plans
+
+
+def _is_model(value: Any) -> bool:
+    return isinstance(value, type) and issubclass(value, BaseModel)
+
+
+def _check(
+    change: type[VersionChange],
+    label: Label,
+    by_path: dict[str, list[HeadRoute]],
+    request_models: set[type[BaseModel]],
+    response_models: set[type[BaseModel]],
+) -> None:
+    where = f"{change.__name__} (version {label})"
+
+    def route_methods(path: str, methods: frozenset[str] | None, what: str) -> None:
+        routes = by_path.get(normal_path(path))
+        if not routes:
+            known = ", ".join(sorted(by_path)) or "none"
+            raise ConfigurationError(f"{where}: {what} {path!r} is no route of the head ({known})")
+        have = frozenset().union(*(r.methods for r in routes))
+        if methods is not None and not methods <= have:
+            missing = ", ".join(sorted(methods - have))
+            raise ConfigurationError(f"{where}: {what} {path!r} has no method {missing}")
+
+    for instruction in change.endpoint_changes:
+        route_methods(instruction.path, instruction.methods, "endpoint")
+    for migration in (*change.request_migrations, *change.response_migrations):
+        what = f"@{migration.direction} {migration.name}"
+        if migration.path is not None:
+            route_methods(migration.path, migration.methods, f"{what}: path")
+        elif migration.direction == "request" and migration.model not in request_models:
+            assert migration.model is not None
+            raise ConfigurationError(
+                f"{where}: {what}: {migration.model.__name__} is the request body of no route"
+            )
+        elif migration.direction == "response" and migration.model not in response_models:
+            assert migration.model is not None
+            raise ConfigurationError(
+                f"{where}: {what}: {migration.model.__name__} is in the response of no route"
+            )
+
+
+def _applies(migration: Migration, route: HeadRoute, method: str) -> bool:
+    if migration.path is not None:
+        if normal_path(migration.path) != route.path:
+            return False
+        return migration.methods is None or method in migration.methods
+    if migration.direction == "request":
+        return method in _BODY_METHODS and route.operation.request is migration.model
+    return route.operation.response is not None and migration.model in models_in(
+        route.operation.response
+    )
+
+
+def _served(version: Version, newer: Sequence[Version], route: HeadRoute) -> frozenset[str] | None:
+    """The methods of ``route`` that ``version`` serves: not added by a newer
+    version, not removed by this one or an older one."""
+    absent: set[str] = set()
+
+    def hit(instruction: EndpointChange) -> None:
+        if normal_path(instruction.path) == route.path:
+            absent.update(route.methods if instruction.methods is None else instruction.methods)
+
+    for later in newer:
+        for change in later.changes:
+            for instruction in change.endpoint_changes:
+                if instruction.kind == "added":
+                    hit(instruction)
+    return frozenset(route.methods - absent) if absent else None
+
+
+def _plan(
+    upto: Sequence[Version], newer: Sequence[Version], route: HeadRoute, schemas: SchemaVersions
+) -> RoutePlan:
+    """``route`` in ``upto[-1]``; ``upto`` holds it and the older versions
+    (whose removals hold in it), ``newer`` the versions above it."""
+    version = upto[-1]
+    label = version.label
+    served = _served(version, newer, route)
+    removed: set[str] = set()
+    for change in (change for earlier in upto for change in earlier.changes):
+        for instruction in change.endpoint_changes:
+            if instruction.kind == "removed" and normal_path(instruction.path) == route.path:
+                removed.update(instruction.methods or route.methods)
+    if removed:
+        served = frozenset((served if served is not None else route.methods) - removed)
+    op = route.operation
+    request_model = query_model = None
+    if op.request is not None:
+        mine = schemas.annotation(label, op.request)
+        request_model = mine if mine is not op.request else None
+    if op.query is not None:
+        mine = schemas.annotation(label, op.query)
+        query_model = mine if mine is not op.query else None
+    operation = dataclasses.replace(
+        op,
+        request=request_model or op.request,
+        query=query_model or op.query,
+        response=None if op.response is None else schemas.annotation(label, op.response),
+    )
+    upgrades: dict[str, tuple[Migration, ...]] = {}
+    downgrades: dict[str, tuple[ResponseStep, ...]] = {}
+    for method in route.methods:
+        upgrades[method] = tuple(
+            migration
+            for later in newer
+            for change in later.changes
+            for migration in change.request_migrations
+            if _applies(migration, route, method)
+        )
+        steps: list[ResponseStep] = []
+        for later in reversed(newer):
+            # The body is in ``later``'s shape when its changes migrate it down.
+            shape = None if op.response is None else schemas.annotation(later.label, op.response)
+            for change in reversed(later.changes):
+                for migration in change.response_migrations:
+                    if not _applies(migration, route, method):
+                        continue
+                    walker = None
+                    if migration.model is not None:
+                        target = schemas.model(later.label, migration.model)
+                        walker = _walker(shape, target)
+                    steps.append(ResponseStep(migration, walker))
+        downgrades[method] = tuple(steps)
+    return RoutePlan(
+        label, route.path, served, operation, request_model, query_model, upgrades, downgrades
+    )
+
+
+def _walker(annotation: Any, target: type[BaseModel]) -> Walker | None:
+    """How to reach every ``target`` object in a body of type ``annotation``,
+    or ``None`` when it holds none."""
+    memo: dict[type[BaseModel], Walker | None] = {}
+
+    def compile_(annotation: Any) -> Walker | None:
+        if _is_model(annotation):
+            return model(annotation)
+        origin = typing.get_origin(annotation)
+        args = typing.get_args(annotation)
+        if origin is typing.Annotated:
+            return compile_(args[0])
+        if origin in (list, set, frozenset, tuple) or (
+            origin is not None and origin.__name__ in ("Sequence", "Iterable", "List")
+        ):
+            inner = [w for w in (compile_(arg) for arg in args if arg is not Ellipsis) if w]
+            if not inner:
+                return None
+            each = inner[0]
+
+            def items(data: Any, visit: Callable[[Any], Any]) -> Any:
+                if isinstance(data, list):
+                    data[:] = [each(item, visit) for item in data]
+                return data
+
+            return items
+        if origin is dict or (origin is not None and origin.__name__ == "Mapping"):
+            value = compile_(args[1]) if len(args) == 2 else None
+            if value is None:
+                return None
+
+            def values(data: Any, visit: Callable[[Any], Any]) -> Any:
+                if isinstance(data, dict):
+                    for key, item in data.items():
+                        data[key] = value(item, visit)
+                return data
+
+            return values
+        if args:  # a union: the first member that can hold the target
+            for arg in args:
+                found = compile_(arg)
+                if found is not None:
+                    return found
+        return None
+
+    def model(cls: type[BaseModel]) -> Walker | None:
+        if cls in memo:
+            known = memo[cls]
+            if known is None:
+                return None
+            return lambda data, visit: memo[cls](data, visit)  # type: ignore[misc]
+        memo[cls] = None  # a recursive reference while compiling
+        fields: list[tuple[str, Walker]] = []
+        for name, info in cls.model_fields.items():
+            inner = compile_(info.annotation)
+            if inner is not None:
+                fields.append((info.serialization_alias or info.alias or name, inner))
+        is_target = cls is target
+
+        def walk(data: Any, visit: Callable[[Any], Any]) -> Any:
+            if not isinstance(data, dict):
+                return data
+            for key, inner in fields:
+                if key in data:
+                    data[key] = inner(data[key], visit)
+            return visit(data) if is_target else data
+
+        result: Walker | None = walk if (fields or is_target) else None
+        memo[cls] = result
+        return result
+
+    return compile_(annotation)
+
+
+def served_view(view: Callable[..., Any], plan: RoutePlan) -> Callable[..., Any]:
+    """``view`` (the head's) serving ``plan``'s version."""
+    served = plan.served
+    upgrades = plan.upgrades
+    downgrades = plan.downgrades
+
+    @wraps(view)
+    def serve(*args: Any, **kwargs: Any) -> Any:
+        method = request.method
+        if method == "HEAD":
+            method = "GET"
+        if served is not None and method not in served:
+            raise NotFound()  # answered as UnsupportedApiVersion where another version has it
+        if upgrades.get(method) or plan.request_model is not None or plan.query_model is not None:
+            _upgrade(plan, method, upgrades.get(method, ()))
+        steps = downgrades.get(method)
+        if not steps:
+            return view(*args, **kwargs)
+        try:
+            response = current_app.make_response(view(*args, **kwargs))
+        except Exception as error:
+            if not any(step.migration.errors for step in steps):
+                raise
+            response = current_app.make_response(current_app.handle_user_exception(error))
+        _downgrade(plan, method, steps, response)
+        return response
+
+    setattr(serve, OPERATION_ATTR, plan.operation)
+    if served is not None:
+        setattr(serve, SERVED_ATTR, served)
+    return serve
+
+
+def _upgrade(plan: RoutePlan, method: str, migrations: Sequence[Migration]) -> None:
+    """Validate the request in its version's shape and migrate it up, in place."""
+    environ = request.environ
+    if plan.query_model is not None:
+        try:
+            plan.query_model.model_validate(request.args.to_dict())
+        except ValidationError as error:
+            raise query_problem(error) from None
+    body: Any = None
+    has_body = method in _BODY_METHODS and (
+        request.content_length or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    )
+    if has_body and request.is_json:
+        body = parse_json_body()
+        if plan.request_model is not None:
+            try:
+                validated = plan.request_model.model_validate(body)
+            except ValidationError as error:
+                raise validation_problem(error) from None
+            body = validated.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    else:
+        has_body = False
+    if not migrations:
+        if has_body:
+            _put_body(environ, body)
+        return
+    query = MultiDict(request.args)
+    headers = Headers(request.headers)
+    info = RequestInfo(body, query, headers, method, plan.path)
+    for migration in migrations:
+        migration(info)
+    if has_body or info.body is not body:
+        _put_body(environ, info.body)
+    if info.query != MultiDict(request.args):
+        environ["QUERY_STRING"] = urlencode(list(info.query.items(multi=True)))
+    if info.headers != Headers(request.headers):
+        for key in [k for k in environ if k.startswith("HTTP_")]:
+            del environ[key]
+        for name, value in info.headers.items():
+            key = name.upper().replace("-", "_")
+            if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                environ[key] = value
+            else:
+                environ[f"HTTP_{key}"] = value
+        request.headers = EnvironHeaders(environ)
+        for key in _CACHED_HEADERS:
+            request.__dict__.pop(key, None)
+    for key in _CACHED:
+        request.__dict__.pop(key, None)
+
+
+def _put_body(environ: dict[str, Any], body: Any) -> None:
+    data = current_app.json.dumps(body).encode()
+    environ["wsgi.input"] = io.BytesIO(data)
+    environ["CONTENT_LENGTH"] = str(len(data))
+    environ.pop("HTTP_TRANSFER_ENCODING", None)
+    environ["wsgi.input_terminated"] = False
+    for key in _CACHED:
+        request.__dict__.pop(key, None)
+
+
+def _downgrade(
+    plan: RoutePlan, method: str, steps: Sequence[ResponseStep], response: Response
+) -> None:
+    """Migrate ``response`` from the head's shape down to ``plan``'s version."""
+    if response.is_streamed or response.direct_passthrough:
+        return
+    error = response.status_code >= 400
+    body: Any = response.get_json(silent=True) if response.is_json else None
+    info = ResponseInfo(body, response.status_code, response.headers, method, plan.path)
+    touched = False
+    for step in steps:
+        migration = step.migration
+        if error and not migration.errors:
+            continue
+        if step.walker is None:
+            info.body = body
+            migration(info)
+            body = info.body
+            touched = True
+        elif body is not None:
+
+            def visit(item: Any, migration: Migration = migration) -> Any:
+                info.body = item
+                migration(info)
+                return info.body
+
+            body = step.walker(body, visit)
+            touched = True
+    if info.status_code != response.status_code:
+        response.status_code = info.status_code
+    if touched and body is not None:
+        response.set_data(current_app.json.dumps(body) + "\n")
+        etag, weak = response.get_etag()
+        if etag is not None and not weak:
+            del response.headers["ETag"]  # it named the head's bytes; one for these is made
