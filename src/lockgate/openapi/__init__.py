@@ -1,4 +1,4 @@
-"""OpenAPI: one document per version, the catalog, the ``/docs`` page, ``flask api``.
+"""OpenAPI: one document per version, the catalog, the changelog, ``/docs``, ``flask api``.
 
 The rule of this folder: it reads versioning's state and the URL map, and
 nothing reads it back. Versioning does not import it; importing it (as
@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import Flask
 
 from ..versioning import VersioningState, on_init
+from .changelog import register_changelog
 from .cli import api_cli, openapi_json, table_console, versions_table
 from .docs import register_docs
 from .documents import Operation, build_openapi, catalog_entry, operation
@@ -28,8 +29,10 @@ __all__ = [
 
 
 def setup(app: Flask, state: VersioningState) -> None:
-    """Serve the catalog, the documents and ``/docs``; add ``flask api``."""
+    """Serve the catalog, the documents, the changelog and ``/docs``; add ``flask api``."""
     register_docs(app, state)
+    docs_url = app.config.get("LOCKGATE_DOCS_URL")
+    register_changelog(app, state, "/" + docs_url.strip("/") if docs_url else None)
     app.cli.add_command(api_cli)
 
 

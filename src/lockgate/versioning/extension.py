@@ -249,15 +249,15 @@ class Versioning:
                         operation=getattr(view, OPERATION_ATTR, None) or Operation(),
                     )
                 )
-        plans = build_plans(versions, routes)
-        for label, by_endpoint in plans.items():
+        head = build_plans(versions, routes)
+        for label, by_endpoint in head.plans.items():
             for endpoint, plan in by_endpoint.items():
                 if plan.idle:
                     continue
                 blueprint_name, _, local = endpoint.partition(".")
                 registered = f"{state.blueprint_names[(blueprint_name, label)]}.{local}"
                 app.view_functions[registered] = served_view(app.view_functions[registered], plan)
-        state.plans = plans
+        state.head = head
 
     def register_blueprint(
         self,

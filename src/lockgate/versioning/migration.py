@@ -37,7 +37,7 @@ from .changes import EndpointChange, Migration, RequestInfo, ResponseInfo, Versi
 from .schemas import SchemaVersions, models_in
 from .versions import Label, Version
 
-__all__ = ["HeadRoute", "RoutePlan", "build_plans", "normal_path", "served_view"]
+__all__ = ["HeadPlan", "HeadRoute", "RoutePlan", "build_plans", "normal_path", "served_view"]
 
 _CONVERTER = re.compile(r"<(?:[a-zA-Z_][a-zA-Z0-9_]*(?:\([^)]*\))?:)?(\w+)>")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -102,9 +102,18 @@ class HeadRoute:
     operation: Operation
 
 
-def build_plans(
-    versions: Sequence[Version], routes: Sequence[HeadRoute]
-) -> dict[Label, dict[str, RoutePlan]]:
+@dataclass(frozen=True, slots=True)
+class HeadPlan:
+    """How the head serves every version: the plans, the models, and which
+    head models are read (request bodies, queries) and which are written."""
+
+    plans: dict[Label, dict[str, RoutePlan]]
+    schemas: SchemaVersions
+    request_models: frozenset[type[BaseModel]]
+    response_models: frozenset[type[BaseModel]]
+
+
+def build_plans(versions: Sequence[Version], routes: Sequence[HeadRoute]) -> HeadPlan:
     """Every version's plan for every head route (by endpoint name below the
     version), checking every change against the head.
 
@@ -127,13 +136,15 @@ def build_plans(
     by_path: dict[str, list[HeadRoute]] = {}
     universe: set[type[BaseModel]] = set()
     request_models: set[type[BaseModel]] = set()
+    read_models: set[type[BaseModel]] = set()
     response_models: set[type[BaseModel]] = set()
     for route in routes:
         by_path.setdefault(route.path, []).append(route)
         op = route.operation
         for annotation in (op.request, op.query):
             if annotation is not None:
-                universe |= models_in(annotation)
+                read_models.update(models_in(annotation))
+        universe |= read_models
         if _is_model(op.request):
             request_models.add(op.request)
         if op.response is not None:
@@ -152,7 +163,7 @@ def build_plans(
         plans[version.label] = {
             route.endpoint: _plan(versions[: index + 1], newer, route, schemas) for route in routes
         }
-    return plans
+    return HeadPlan(plans, schemas, frozenset(read_models), frozenset(response_models))
 
 
 def _is_model(value: Any) -> bool:

@@ -11,7 +11,7 @@ from flask import Flask, current_app, request
 from ..errors import ApiVersionError
 from .bundle import Snapshot, VersionBundle
 from .fields import deprecation_value, lifecycle_links, sunset_value
-from .migration import RoutePlan
+from .migration import HeadPlan
 from .negotiation import Negotiated
 from .readers import Reader
 from .routes import RouteIndex
@@ -119,8 +119,8 @@ class VersioningState:
     blueprint_names: dict[tuple[str, Label], str] = field(default_factory=dict)
     #: Filled on the first request, when the URL map is complete.
     routes: RouteIndex | None = None
-    #: With ``head=``: version -> plain endpoint -> how the head serves it there.
-    plans: dict[Label, dict[str, RoutePlan]] | None = None
+    #: With ``head=``: how the head serves every version.
+    head: HeadPlan | None = None
 
     #: Every environ key the readers look at.
     reader_keys: tuple[str, ...] = ()
