@@ -10,12 +10,12 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test setup lint typecheck pytest bench bench-tools system-packages wrk fmt clean
+.PHONY: run test setup lint typecheck api-guard pytest bench bench-tools system-packages wrk fmt clean
 
 run: setup ## set up and start the fleet at http://$(HOST):$(PORT)
 	$(BIN)/lockgate run --host $(HOST) --port $(PORT)
 
-test: setup system-packages lint typecheck pytest ## set up and run every check and test
+test: setup system-packages lint typecheck api-guard pytest ## set up and run every check and test
 
 setup: $(VENV)/.synced
 
@@ -49,6 +49,11 @@ lint: setup
 
 typecheck: setup
 	$(BIN)/mypy
+
+# No commit may break a released version: every released version of every
+# service against its snapshot in openapi/ (lockgate openapi --out writes one).
+api-guard: setup
+	$(BIN)/lockgate diff --all
 
 # Two workers, one file each at a time: the server suites (serving, the fleet,
 # schemathesis) wait on subprocesses, so they overlap well with the rest.

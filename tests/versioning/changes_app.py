@@ -30,6 +30,7 @@ from lockgate import (
 from lockgate import request as migrate_request
 from lockgate import response as migrate_response
 from lockgate.bodies import query_problem, read_json
+from lockgate.runtime import Runtime, cached, invalidate
 
 FALLBACK_EMAIL = "unknown@example.com"
 
@@ -157,10 +158,12 @@ def head_blueprint() -> Blueprint:
             "email": body.email,
             "archived": False,
         }
+        invalidate("items")
         location = url_for("items.get_item", item_id=item_id)
         return jsonify(items[item_id]), 201, {"Location": location}
 
     @bp.get("/<int:item_id>")
+    @cached("items")
     @operation(response=ItemOut, responses={404: "No such item"})
     def get_item(item_id: int) -> Any:
         return jsonify(_one(item_id))
@@ -170,6 +173,7 @@ def head_blueprint() -> Blueprint:
     def archive_item(item_id: int) -> Any:
         item = _one(item_id)
         item["archived"] = True
+        invalidate("items")
         return jsonify(item)
 
     @bp.get("/search")
@@ -183,10 +187,12 @@ def head_blueprint() -> Blueprint:
 
 
 def create_app(clock: Any = None, **config: Any) -> Flask:
+    """The items app, with lockgate's runtime (ETags, the cache, limits) in process."""
     app = Flask("items")
     app.config.update(TESTING=True, LOCKGATE_VENDOR="items", **config)
     app.extensions["items"] = {}
     Versioning(app, versions=versions(), head=head_blueprint(), clock=clock)
+    Runtime(app)
     return app
 
 

@@ -229,11 +229,31 @@ def versions(service: str | None, manifest: str) -> None:
 @main.command()
 @click.option("--service", required=True)
 @click.option("--version", "label", required=True)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write the document to this file (a snapshot, e.g. openapi/users-v2.json).",
+)
 @manifest_option
-def openapi(service: str, label: str, manifest: str) -> None:
-    """Print one service version's OpenAPI document."""
+def openapi(service: str, label: str, out: str | None, manifest: str) -> None:
+    """Print (or snapshot) one service version's OpenAPI document."""
+    from pathlib import Path
+
     from ..openapi import openapi_json
     from ..versioning import get_state
+
+    app = _service_app(service, manifest)
+    with app.app_context():
+        text = openapi_json(get_state(app), label)
+    if out is None:
+        click.echo(text)
+        return
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(text + "\n", encoding="utf-8")
+    click.echo(f"{service} v{label}: wrote {out}", err=True)
+
+
+def _service_app(service: str, manifest: str) -> Any:
     from ..versioning.lifecycle_file import check_services
     from .front import load_service_app
     from .manifest import load_manifest
@@ -241,11 +261,125 @@ def openapi(service: str, label: str, manifest: str) -> None:
     try:
         fleet = load_manifest(manifest)
         check_services(s.name for s in fleet.services)
-        app = load_service_app(fleet.service(service).app)
+        return load_service_app(fleet.service(service).app)
     except ConfigurationError as error:
         _fail(error)
-    with app.app_context():
-        click.echo(openapi_json(get_state(app), label))
+
+
+@main.command()
+@click.argument("old", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.argument("new", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("--service", help="Compare this service's code against its snapshots.")
+@click.option("--version", "label", help="Only this version of --service.")
+@click.option("--all", "every", is_flag=True, help="Every released version of every service.")
+@click.option(
+    "--snapshots",
+    default="openapi",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where the snapshots are: <service>-v<version>.json.",
+)
+@manifest_option
+def diff(
+    old: str | None,
+    new: str | None,
+    service: str | None,
+    label: str | None,
+    every: bool,
+    snapshots: str,
+    manifest: str,
+) -> None:
+    """Classify the differences between two OpenAPI documents of one version.
+
+    Give OLD.json NEW.json, or --service S [--version N] (or --all) to compare
+    each released version's snapshot against what the code serves now. Exits
+    1 on a breaking difference, naming the path and the field.
+    """
+    from ..openapi.diff import diff_documents, format_differences, has_breaking
+
+    if (old is None) != (new is None):
+        raise click.UsageError("give OLD.json and NEW.json, or --service / --all")
+    if old is not None and (service or every):
+        raise click.UsageError("give files or --service / --all, not both")
+    if old is None and not (service or every):
+        raise click.UsageError("give OLD.json NEW.json, --service S [--version N], or --all")
+    if label is not None and not service:
+        raise click.UsageError("--version goes with --service")
+    pairs: list[tuple[str, Any, Any]] = []
+    if old is not None and new is not None:
+        pairs.append((f"{old} -> {new}", _read_document(old), _read_document(new)))
+    else:
+        pairs.extend(_snapshot_pairs(service, label, snapshots, manifest))
+    broken = False
+    for title, before, after in pairs:
+        differences = diff_documents(before, after)
+        click.echo(f"{title}: {format_differences(differences)}")
+        broken = broken or has_breaking(differences)
+    if broken:
+        click.echo("A released version would break: keep it compatible, or add a version.")
+        sys.exit(1)
+
+
+def _read_document(path: str) -> Any:
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as file:
+            document = json.load(file)
+    except (OSError, ValueError) as error:
+        raise click.BadParameter(f"{path}: {error}") from None
+    if not isinstance(document, dict) or "paths" not in document:
+        raise click.BadParameter(f"{path}: not an OpenAPI document (no paths)")
+    return document
+
+
+def _snapshot_pairs(
+    service: str | None, label: str | None, snapshots: str, manifest: str
+) -> list[tuple[str, Any, Any]]:
+    """(title, snapshot, the code's document) for each released version asked for."""
+    import json
+    from pathlib import Path
+
+    from ..openapi import build_openapi
+    from ..versioning import VersionStatus, get_state
+    from ..versioning.versions import Label
+    from .manifest import load_manifest
+
+    try:
+        fleet = load_manifest(manifest)
+    except ConfigurationError as error:
+        _fail(error)
+    names = [service] if service else [s.name for s in fleet.services]
+    pairs = []
+    for name in names:
+        app = _service_app(name, manifest)
+        state = get_state(app)
+        now = state.clock()
+        statuses = state.bundle.snapshot(now).statuses
+        chosen = state.bundle.versions
+        if label is not None:
+            wanted = Label.parse(label)
+            chosen = tuple(v for v in chosen if v.label == wanted)
+            if not chosen:
+                raise click.BadParameter(f"{name} has no version {label!r}")
+        for version in chosen:
+            status = statuses[version.label]
+            # Released: served to clients now. Previews may change; retired are gone.
+            if label is None and status in (VersionStatus.PREVIEW, VersionStatus.RETIRED):
+                continue
+            path = Path(snapshots) / f"{name}-v{version.label.text}.json"
+            if not path.exists():
+                raise click.ClickException(
+                    f"{name} v{version.label.text} is released but has no snapshot {path}: "
+                    f"lockgate openapi --service {name} --version {version.label.text} "
+                    f"--out {path}"
+                )
+            with app.app_context():
+                # Through JSON, as the snapshot went: the same types on both sides.
+                current = json.loads(json.dumps(build_openapi(app, state, version.label, now)))
+            title = f"{name} v{version.label.text} ({path} -> the code)"
+            pairs.append((title, _read_document(str(path)), current))
+    return pairs
 
 
 @main.group()
