@@ -313,7 +313,8 @@ def diff(
     broken = False
     for title, before, after in pairs:
         differences = diff_documents(before, after)
-        click.echo(f"{title}: {format_differences(differences)}")
+        click.echo(f"{title}:")
+        click.echo(format_differences(differences))
         broken = broken or has_breaking(differences)
     if broken:
         click.echo("A released version would break: keep it compatible, or add a version.")
