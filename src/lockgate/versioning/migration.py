@@ -155,7 +155,6 @@ def build_plans(versions: Sequence[Version], routes: Sequence[HeadRoute]) -> Hea
     for version in versions:
         for change in version.changes:
             _check(change, version.label, by_path, request_models, response_models)
-            universe |= {instruction.model for instruction in change.field_changes}
     schemas = SchemaVersions(chain, universe)
     plans: dict[Label, dict[str, RoutePlan]] = {}
     for index, version in enumerate(versions):
@@ -436,6 +435,8 @@ def _upgrade(plan: RoutePlan, method: str, migrations: Sequence[Migration]) -> N
         _put_body(environ, info.body)
     if info.query != MultiDict(request.args):
         environ["QUERY_STRING"] = urlencode(list(info.query.items(multi=True)))
+        # Werkzeug read the query string once, when it made the request.
+        request.query_string = environ["QUERY_STRING"].encode("latin-1")
     if info.headers != Headers(request.headers):
         for key in [k for k in environ if k.startswith("HTTP_")]:
             del environ[key]
