@@ -31,3 +31,21 @@ def test_readme_example() -> None:
         assert response.headers["Deprecation"] == "@1767225600"
         assert response.headers["Sunset"] == "Wed, 30 Jun 2027 23:59:59 GMT"
         assert response.headers["Link"] == '</api/v2/users/7>; rel="successor-version"'
+
+
+def test_readme_change_style_example() -> None:
+    code = README.read_text().split("```python\n")[2].split("```", 1)[0]
+    assert "class SplitName(VersionChange)" in code
+    namespace: dict[str, Any] = {"__name__": "readme_changes"}
+    exec(compile(code, "README.md", "exec"), namespace)
+    client = namespace["app"].test_client()
+    old = client.post("/api/v1/users", json={"name": "Ada Lovelace"})
+    assert old.status_code == 201
+    assert old.get_json() == {"id": 1, "name": "Ada Lovelace"}
+    new = client.post("/api/v2/users", json={"first_name": "Ada", "last_name": "Lovelace"})
+    assert new.get_json() == {"id": 1, "first_name": "Ada", "last_name": "Lovelace"}
+    refused = client.post("/api/v1/users", json={"first_name": "Ada"})
+    assert refused.status_code == 422
+    assert [e["field"] for e in refused.get_json()["errors"]] == ["name"]  # v1's name
+    v1 = client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]
+    assert set(v1["UserOut"]["properties"]) == {"id", "name"}
