@@ -7,12 +7,13 @@ to v3 (a required request field, an endpoint removed and one added) and
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from flask import Blueprint, Flask, jsonify
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lockgate import (
     ConfigurationError,
@@ -442,3 +443,181 @@ def test_a_retyped_and_a_removed_field_in_the_older_version() -> None:
     assert v1["ReadingInput"]["properties"]["value"]["type"] == "string"
     assert v1["ReadingInput"]["properties"]["unit"]["default"] == "C"
     assert v1["ReadingInput"]["required"] == ["sensor", "value"]
+
+
+# -- what a review found: bodies that are missing, unions, validators, defaults, aliases
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type"),
+    [(None, None), (b"name=x", "application/x-www-form-urlencoded"), (b"x", "text/plain")],
+)
+def test_an_old_version_without_a_json_body_answers_as_the_head_does(
+    client: Any, data: bytes | None, content_type: str | None
+) -> None:
+    answers = [
+        client.post(f"/api/v{label}/items", data=data, content_type=content_type)
+        for label in ("1", "3")
+    ]
+    assert [a.status_code for a in answers] == [415, 415]
+    assert {a.get_json()["code"] for a in answers} == {"UnsupportedMediaType"}
+
+
+class Cat(BaseModel):
+    kind: Literal["cat"] = "cat"
+    name: str
+    lives: int
+
+
+class Dog(BaseModel):
+    kind: Literal["dog"] = "dog"
+    name: str
+    tricks: list[str]
+
+
+class Pets(BaseModel):
+    pets: list[Cat | Dog]
+
+
+class CatsHadNoLives(VersionChange):
+    """Cats gained `lives`."""
+
+    schemas = [field(Cat, "lives").added()]
+
+    @migrate_response(Cat)
+    def downgrade(res: ResponseInfo) -> None:
+        del res.body["lives"]
+
+
+def test_a_migration_by_schema_reaches_only_its_members_of_a_union() -> None:
+    bp = Blueprint("pets", __name__, url_prefix="/pets")
+
+    @bp.get("")
+    @operation(response=Pets)
+    def pets() -> Any:
+        return {
+            "pets": [
+                {"kind": "cat", "name": "Tom", "lives": 9},
+                {"kind": "dog", "name": "Rex", "tricks": ["sit"]},
+            ]
+        }
+
+    app = Flask("pets")
+    Versioning(app, versions=[Version("1"), Version("2", changes=[CatsHadNoLives])], head=bp)
+    v1 = app.test_client().get("/api/v1/pets")
+    assert v1.status_code == 200
+    assert v1.get_json()["pets"] == [
+        {"kind": "cat", "name": "Tom"},
+        {"kind": "dog", "name": "Rex", "tricks": ["sit"]},
+    ]
+
+
+class Thing(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    full_name: str = Field(alias="fullName")
+    size: int
+    note: str
+
+    @model_validator(mode="after")
+    def named(self) -> Thing:
+        if not self.full_name.strip():
+            raise ValueError("a name is needed")
+        return self
+
+
+class NoteWasOptional(VersionChange):
+    """`note` became required; `fullName` was `shown`."""
+
+    schemas = [
+        field(Thing, "note").retyped(from_=str, default="none"),
+        field(Thing, "full_name").renamed(from_="shown"),
+    ]
+
+    @migrate_request(Thing)
+    def upgrade(req: RequestInfo) -> None:
+        req.body["fullName"] = req.body.pop("shown")
+        req.body["note"] = req.body["note"].upper()
+
+
+def _things_app() -> Flask:
+    bp = Blueprint("things", __name__, url_prefix="/things")
+
+    @bp.post("")
+    @operation(request=Thing, status=201)
+    def create() -> Any:
+        thing = read_json(Thing)
+        return {"name": thing.full_name, "note": thing.note}, 201
+
+    app = Flask("things")
+    Versioning(app, versions=[Version("1"), Version("2", changes=[NoteWasOptional])], head=bp)
+    return app
+
+
+def test_an_old_default_goes_up_and_a_renamed_alias_takes_the_old_name() -> None:
+    client = _things_app().test_client()
+    old = client.post("/api/v1/things", json={"shown": "lamp", "size": 1})
+    assert old.status_code == 201, old.get_json()
+    assert old.get_json() == {"name": "lamp", "note": "NONE"}  # v1's default, migrated
+    # v1 knows no alias: its field is `shown` on the wire, not `fullName`.
+    refused = client.post("/api/v1/things", json={"fullName": "lamp", "size": 1})
+    assert refused.status_code == 422
+    assert {e["field"] for e in refused.get_json()["errors"]} == {"shown", "fullName"}
+    # The head's model validator reads `full_name`: v1's model does not run it.
+    blank = client.post("/api/v1/things", json={"shown": " ", "size": 1})
+    assert blank.status_code == 422  # refused by the head, after the migration
+    assert (
+        client.post("/api/v2/things", json={"fullName": " ", "size": 1, "note": "n"}).status_code
+        == 422
+    )
+
+
+def test_a_header_migration_leaves_the_body_and_derived_attributes_right() -> None:
+    class AuthWasCustom(VersionChange):
+        """`X-Key` became `Authorization: Bearer`."""
+
+        @migrate_request("/echo", methods=["POST"])
+        def upgrade(req: RequestInfo) -> None:
+            req.headers["Authorization"] = f"Bearer {req.headers.pop('X-Key')}"
+            req.body["padding"] = "x" * 40
+
+    bp = Blueprint("echo", __name__)
+
+    @bp.post("/echo")
+    def echo() -> Any:
+        from flask import request as flask_request
+
+        auth = flask_request.authorization
+        return {
+            "auth": None if auth is None else auth.token,
+            "length": flask_request.content_length,
+            "read": len(flask_request.get_data()),
+            "body": flask_request.get_json(),
+        }
+
+    app = Flask("echo")
+
+    @app.before_request
+    def peek() -> None:  # reads derived attributes before the migration runs
+        from flask import request as flask_request
+
+        _ = (flask_request.authorization, flask_request.content_length)
+
+    Versioning(app, versions=[Version("1"), Version("2", changes=[AuthWasCustom])], head=bp)
+    answer = app.test_client().post("/api/v1/echo", json={"a": 1}, headers={"X-Key": "k"})
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    body = answer.get_json()
+    assert body["auth"] == "k"
+    assert body["body"] == {"a": 1, "padding": "x" * 40}
+    assert body["length"] == body["read"] > len(json.dumps({"a": 1}))  # the migrated body
+
+
+def test_a_migration_with_self_fails_when_the_class_is_made() -> None:
+    with pytest.raises(ConfigurationError, match="no self"):
+
+        class WithSelf(VersionChange):
+            """Oops."""
+
+            @migrate_request(ItemIn)
+            def upgrade(self, req: RequestInfo) -> None:  # type: ignore[misc]
+                pass

@@ -163,21 +163,63 @@ def endpoint(path: str, methods: Iterable[str] | None = None) -> EndpointRef:
     return EndpointRef(path, chosen)
 
 
-@dataclass(slots=True)
 class RequestInfo:
     """A request in the older version's shape, to be changed into the newer's.
 
-    ``body`` is the parsed JSON (``None`` without one), ``query`` and
-    ``headers`` are mutable copies; whatever they hold afterwards is what the
-    newer version's view reads.
+    ``body`` is the parsed JSON (``None`` without one); ``query`` (a
+    :class:`~werkzeug.datastructures.MultiDict`) and ``headers`` (a
+    :class:`~werkzeug.datastructures.Headers`) are mutable copies, made on
+    first use. Whatever they hold afterwards is what the newer version's view
+    reads.
     """
 
-    body: Any
-    query: MultiDict[str, str]
-    headers: Headers
-    method: str
-    #: The route below the version, as ``/users/{user_id}``.
-    path: str
+    __slots__ = ("_headers", "_query", "_source_headers", "_source_query", "body", "method", "path")
+
+    def __init__(
+        self,
+        body: Any,
+        query: Any = None,
+        headers: Any = None,
+        method: str = "GET",
+        path: str = "/",
+    ) -> None:
+        self.body = body
+        self.method = method
+        #: The route below the version, as ``/users/{user_id}``.
+        self.path = path
+        self._source_query = query
+        self._source_headers = headers
+        self._query: MultiDict[str, str] | None = None
+        self._headers: Headers | None = None
+
+    @property
+    def query(self) -> MultiDict[str, str]:
+        if self._query is None:
+            self._query = MultiDict(self._source_query or ())
+        return self._query
+
+    @query.setter
+    def query(self, value: MultiDict[str, str]) -> None:
+        self._query = MultiDict(value)
+
+    @property
+    def headers(self) -> Headers:
+        if self._headers is None:
+            self._headers = Headers(self._source_headers or ())
+        return self._headers
+
+    @headers.setter
+    def headers(self, value: Headers) -> None:
+        self._headers = Headers(value)
+
+    @property
+    def touched_query(self) -> bool:
+        """Whether a migration looked at the query (so it may have changed it)."""
+        return self._query is not None
+
+    @property
+    def touched_headers(self) -> bool:
+        return self._headers is not None
 
 
 @dataclass(slots=True)
@@ -233,6 +275,12 @@ def _target(
 
     def decorate(func: Callable[[Any], None]) -> Migration:
         func = func.__func__ if isinstance(func, staticmethod) else func
+        parameters = list(inspect.signature(func).parameters)
+        if len(parameters) != 1 or parameters[0] in ("self", "cls"):
+            raise ConfigurationError(
+                f"@{direction} {func.__qualname__}: a migration takes one argument, the "
+                f"{'RequestInfo' if direction == 'request' else 'ResponseInfo'} (no self)"
+            )
         return Migration(direction, func, model, path, chosen, errors, func.__name__)
 
     return decorate

@@ -15,6 +15,7 @@ up, calls the head's view and migrates the response down.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import re
 import typing
@@ -26,12 +27,14 @@ from urllib.parse import urlencode
 
 from flask import Response, current_app, request
 from pydantic import BaseModel, ValidationError
-from werkzeug.datastructures import EnvironHeaders, Headers, MultiDict
+from werkzeug.datastructures import EnvironHeaders, Headers
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import Rule
+from werkzeug.utils import cached_property as werkzeug_cached_property
 
-from ..bodies import parse_json_body, query_problem, validation_problem
+from ..bodies import PARSED_KEY, parse_json_body, query_problem, validation_problem
 from ..errors import ConfigurationError
+from ..problems import Problem
 from ..views import OPERATION_ATTR, SERVED_ATTR, Operation
 from .changes import EndpointChange, Migration, RequestInfo, ResponseInfo, VersionChange
 from .schemas import SchemaVersions, models_in
@@ -41,9 +44,6 @@ __all__ = ["HeadPlan", "HeadRoute", "RoutePlan", "build_plans", "normal_path", "
 
 _CONVERTER = re.compile(r"<(?:[a-zA-Z_][a-zA-Z0-9_]*(?:\([^)]*\))?:)?(\w+)>")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-#: Request attributes Werkzeug caches from the environ; dropped after a migration.
-_CACHED = ("args", "stream", "form", "files", "values", "_cached_data", "_cached_json")
-_CACHED_HEADERS = ("_parsed_content_type",)
 
 #: Walks a body, calling ``visit`` on each object of one schema; returns the body.
 Walker = Callable[[Any, Callable[[Any], Any]], Any]
@@ -74,6 +74,9 @@ class RoutePlan:
     #: This version's body and query models, where they differ from the head's.
     request_model: type[BaseModel] | None
     query_model: type[BaseModel] | None
+    #: Fields of :attr:`request_model` the head lacks, with a default here:
+    #: passed up even when the client left them out.
+    fill: frozenset[str]
     #: Per method: request migrations, oldest change first; response steps, newest first.
     upgrades: dict[str, tuple[Migration, ...]]
     downgrades: dict[str, tuple[ResponseStep, ...]]
@@ -288,8 +291,25 @@ def _plan(
                         walker = _walker(shape, target)
                     steps.append(ResponseStep(migration, walker))
         downgrades[method] = tuple(steps)
+    fill: frozenset[str] = frozenset()
+    if request_model is not None and _is_model(request_model) and _is_model(op.request):
+        head_fields = typing.cast(type[BaseModel], op.request).model_fields
+        fill = frozenset(
+            name
+            for name, info in request_model.model_fields.items()
+            if not info.is_required()
+            and (name not in head_fields or head_fields[name].is_required())
+        )
     return RoutePlan(
-        label, route.path, served, operation, request_model, query_model, upgrades, downgrades
+        label,
+        route.path,
+        served,
+        operation,
+        request_model,
+        query_model,
+        fill,
+        upgrades,
+        downgrades,
     )
 
 
@@ -331,12 +351,30 @@ def _walker(annotation: Any, target: type[BaseModel]) -> Walker | None:
                 return data
 
             return values
-        if args:  # a union: the first member that can hold the target
-            for arg in args:
-                found = compile_(arg)
-                if found is not None:
-                    return found
+        if args:  # a union: each object goes to the member it is an instance of
+            return union(args)
         return None
+
+    def union(members: tuple[Any, ...]) -> Walker | None:
+        models = [m for m in (_unwrap(arg) for arg in members) if _is_model(m)]
+        others = [w for w in (compile_(arg) for arg in members if not _is_model(_unwrap(arg))) if w]
+        # One model (``X | None``): every object is one; several: by their fields.
+        choices = [
+            ((lambda data: True) if len(models) == 1 else _matcher(m), compile_(m)) for m in models
+        ]
+        if not others and not any(walker for _, walker in choices):
+            return None
+        other = others[0] if others else None
+
+        def pick(data: Any, visit: Callable[[Any], Any]) -> Any:
+            if isinstance(data, dict):
+                for matches, walker in choices:
+                    if matches(data):
+                        return walker(data, visit) if walker is not None else data
+                return data
+            return other(data, visit) if other is not None else data
+
+        return pick
 
     def model(cls: type[BaseModel]) -> Walker | None:
         if cls in memo:
@@ -365,6 +403,34 @@ def _walker(annotation: Any, target: type[BaseModel]) -> Walker | None:
         return result
 
     return compile_(annotation)
+
+
+def _unwrap(annotation: Any) -> Any:
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation
+
+
+def _matcher(cls: type[BaseModel]) -> Callable[[dict[str, Any]], bool]:
+    """Whether a JSON object is one of ``cls``: its ``Literal`` fields (a
+    discriminator) hold one of their values, and its required fields are there."""
+    required = []
+    literals = []
+    for name, info in cls.model_fields.items():
+        key = info.serialization_alias or info.alias or name
+        annotation = _unwrap(info.annotation)
+        if typing.get_origin(annotation) is typing.Literal:
+            literals.append((key, frozenset(typing.get_args(annotation))))
+        if info.is_required():
+            required.append(key)
+
+    def matches(data: dict[str, Any]) -> bool:
+        for key, allowed in literals:
+            if key in data and data[key] not in allowed:
+                return False
+        return all(key in data for key in required)
+
+    return matches
 
 
 def served_view(view: Callable[..., Any], plan: RoutePlan) -> Callable[..., Any]:
@@ -401,7 +467,11 @@ def served_view(view: Callable[..., Any], plan: RoutePlan) -> Callable[..., Any]
 
 
 def _upgrade(plan: RoutePlan, method: str, migrations: Sequence[Migration]) -> None:
-    """Validate the request in its version's shape and migrate it up, in place."""
+    """Validate the request in its version's shape and migrate it up, in place.
+
+    A request that should carry a JSON body and does not is left alone: the
+    head's view answers it (415, 400) as it answers the head's own clients.
+    """
     environ = request.environ
     if plan.query_model is not None:
         try:
@@ -409,58 +479,110 @@ def _upgrade(plan: RoutePlan, method: str, migrations: Sequence[Migration]) -> N
         except ValidationError as error:
             raise query_problem(error) from None
     body: Any = None
-    has_body = method in _BODY_METHODS and (
+    has_body = False
+    validated = False
+    if method in _BODY_METHODS and (
         request.content_length or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
-    )
-    if has_body and request.is_json:
+    ):
+        if not request.is_json:
+            return  # the view refuses it (415) in every version alike
         body = parse_json_body()
+        has_body = True
         if plan.request_model is not None:
             try:
-                validated = plan.request_model.model_validate(body)
+                model = plan.request_model.model_validate(body)
             except ValidationError as error:
                 raise validation_problem(error) from None
-            body = validated.model_dump(mode="json", by_alias=True, exclude_unset=True)
-    else:
-        has_body = False
+            body = model.model_dump(mode="json", by_alias=True, exclude_unset=True)
+            if plan.fill:
+                # What this version defaults, the newer versions may require.
+                body.update(model.model_dump(mode="json", by_alias=True, include=set(plan.fill)))
+            validated = True
+    elif method in _BODY_METHODS and plan.operation.request is not None:
+        return  # no body where one is required: the view answers it
     if not migrations:
-        if has_body:
+        if validated:
             _put_body(environ, body)
         return
-    query = MultiDict(request.args)
-    headers = Headers(request.headers)
-    info = RequestInfo(body, query, headers, method, plan.path)
+    info = RequestInfo(body, request.args, request.headers, method, plan.path)
     for migration in migrations:
-        migration(info)
-    if has_body or info.body is not body:
+        try:
+            migration(info)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+            if validated or not has_body:
+                raise  # the body was this version's: the migration itself is wrong
+            # An unvalidated body the migration cannot read: the client's input.
+            raise Problem(
+                422,
+                f"the body does not fit API version {plan.label}: {error!r}",
+                code="ValidationFailed",
+                errors=[],
+            ) from None
+    if has_body or info.body is not None:
         _put_body(environ, info.body)
-    if info.query != MultiDict(request.args):
+    if info.touched_query and info.query != request.args:
         environ["QUERY_STRING"] = urlencode(list(info.query.items(multi=True)))
         # Werkzeug read the query string once, when it made the request.
-        request.query_string = environ["QUERY_STRING"].encode("latin-1")
-    if info.headers != Headers(request.headers):
+        current = request._get_current_object()  # type: ignore[attr-defined]
+        current.query_string = environ["QUERY_STRING"].encode("latin-1")
+        _forget(current, ("args", "values", "url", "full_path"))
+    if info.touched_headers and info.headers != Headers(request.headers):
         for key in [k for k in environ if k.startswith("HTTP_")]:
-            del environ[key]
+            if key != "HTTP_TRANSFER_ENCODING":
+                del environ[key]
         for name, value in info.headers.items():
             key = name.upper().replace("-", "_")
-            if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-                environ[key] = value
-            else:
-                environ[f"HTTP_{key}"] = value
-        request.headers = EnvironHeaders(environ)
-        for key in _CACHED_HEADERS:
-            request.__dict__.pop(key, None)
-    for key in _CACHED:
-        request.__dict__.pop(key, None)
+            if key in ("CONTENT_LENGTH", "TRANSFER_ENCODING"):
+                continue  # the body's, set with it
+            environ[key if key == "CONTENT_TYPE" else f"HTTP_{key}"] = value
+        current = request._get_current_object()  # type: ignore[attr-defined]
+        current.headers = EnvironHeaders(environ)
+        _forget(current, _cached_names(type(current)))
 
 
 def _put_body(environ: dict[str, Any], body: Any) -> None:
+    """``body`` as the request's JSON: its bytes for any reader, and the object
+    itself for :func:`~lockgate.bodies.read_json`, which need not parse it again."""
     data = current_app.json.dumps(body).encode()
     environ["wsgi.input"] = io.BytesIO(data)
     environ["CONTENT_LENGTH"] = str(len(data))
     environ.pop("HTTP_TRANSFER_ENCODING", None)
-    environ["wsgi.input_terminated"] = False
-    for key in _CACHED:
-        request.__dict__.pop(key, None)
+    environ["wsgi.input_terminated"] = True
+    environ[PARSED_KEY] = (data, body)
+    _forget(request._get_current_object(), _BODY_CACHED)  # type: ignore[attr-defined]
+
+
+#: What Werkzeug's request derives from the body.
+_BODY_CACHED = (
+    "stream",
+    "form",
+    "files",
+    "values",
+    "_cached_data",
+    "_cached_json",
+    "content_length",
+)
+_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _cached_names(cls: type) -> tuple[str, ...]:
+    """Every attribute a request class computes once and keeps (its cached properties)."""
+    names = _NAMES.get(cls)
+    if names is None:
+        found = {"_cached_data", "_cached_json", "_parsed_content_type"}
+        for klass in cls.__mro__:
+            for name, value in vars(klass).items():
+                if isinstance(value, functools.cached_property | werkzeug_cached_property):
+                    found.add(name)
+        names = _NAMES[cls] = tuple(sorted(found))
+    return names
+
+
+def _forget(target: Any, names: Sequence[str]) -> None:
+    """Drop what ``target`` (the request itself, not its proxy) computed and kept."""
+    kept = vars(target)
+    for name in names:
+        kept.pop(name, None)
 
 
 def _downgrade(

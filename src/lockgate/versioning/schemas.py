@@ -8,6 +8,12 @@ schema stays the very head class. Request validation (422 with *that*
 version's field names) and each version's OpenAPI document come from here.
 Pydantic has no "model minus a field"; :func:`pydantic.create_model` is the
 supported way to build one, and this module only decides what to give it.
+
+Kept on a generated model: the config, the docstring, the constraints of
+every field it keeps, field validators whose fields it still has, and model
+validators only if it has every field of the head's model. Not supported: a
+change inside a recursive model (it keeps the head's shape below its first
+level).
 """
 
 from __future__ import annotations
@@ -136,7 +142,14 @@ class SchemaVersions:
                     f"{where}: {model.__name__}.{name} was renamed from {old!r}, but version "
                     f"{label} already has a field {old!r}"
                 )
-            current[model] = {(old if key == name else key): value for key, value in fields.items()}
+            annotation, info = fields[name]
+            # The older name is what goes on the wire: the newer's alias is not it.
+            renamed = copy.copy(info)
+            renamed.alias = renamed.validation_alias = renamed.serialization_alias = None
+            current[model] = {
+                (old if key == name else key): ((annotation, renamed) if key == name else value)
+                for key, value in fields.items()
+            }
         else:  # retyped
             fields[name] = (instruction.annotation, _field_info(instruction, fields[name][1]))
 
@@ -196,7 +209,10 @@ def _create(model: type[BaseModel], fields: Fields) -> type[BaseModel]:
             validators[name] = field_validator(*wanted, mode=decorator.info.mode)(
                 _unbound(decorator.func)
             )
-    for name, model_decorator in decorators.model_validators.items():
+    # A model validator reads fields by name: only a model that kept all of the
+    # head's fields keeps it (a version change must not run it on other names).
+    keeps_all = set(model.model_fields) <= set(fields)
+    for name, model_decorator in decorators.model_validators.items() if keeps_all else ():
         mode: Any = model_decorator.info.mode
         validators[name] = model_validator(mode=mode)(_unbound(model_decorator.func))  # type: ignore[no-untyped-call]
     definitions: dict[str, Any] = {
