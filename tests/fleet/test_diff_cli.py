@@ -99,6 +99,32 @@ def test_bad_usage_is_exit_2(tmp_path: Path) -> None:
     junk.write_text("[1, 2")
     result = lockgate(tmp_path, "diff", str(junk), str(junk))
     assert result.returncode == 2 and "junk.json" in result.stderr
+    dangling = tmp_path / "dangling.json"
+    dangling.write_text(
+        json.dumps(
+            {
+                "openapi": "3.1.0",
+                "paths": {
+                    "/a": {
+                        "get": {
+                            "responses": {
+                                "200": {
+                                    "description": "x",
+                                    "content": {
+                                        "application/json": {
+                                            "schema": {"$ref": "#/components/schemas/Nowhere"}
+                                        }
+                                    },
+                                }
+                            }
+                        }
+                    }
+                },
+            }
+        )
+    )
+    result = lockgate(tmp_path, "diff", str(dangling), str(dangling))
+    assert result.returncode == 2, result.stdout + result.stderr  # not "breaking" (1)
 
 
 def test_openapi_out_writes_the_snapshot_the_guard_reads(tmp_path: Path) -> None:

@@ -312,7 +312,10 @@ def diff(
         pairs.extend(_snapshot_pairs(service, label, snapshots, manifest))
     broken = False
     for title, before, after in pairs:
-        differences = diff_documents(before, after)
+        try:
+            differences = diff_documents(before, after)
+        except ValueError as error:  # a $ref that resolves nowhere: not a document
+            raise click.BadParameter(f"{title}: {error}") from None
         click.echo(f"{title}:")
         click.echo(format_differences(differences))
         broken = broken or has_breaking(differences)
