@@ -27,16 +27,9 @@ at most 5 % to plain Flask on each of those paths.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
-import os
 import platform
-import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,12 +41,10 @@ from werkzeug.test import EnvironBuilder
 from lockgate import Version, Versioning
 
 sys.path.insert(0, str(Path(__file__).parent))
+import inprocess
+from inprocess import Counts, measure, median_us
 from report import write_section
 
-ROOT = Path(__file__).resolve().parent.parent
-TOGGLE_SOURCE = Path(__file__).with_name("callgrind_toggle.c")
-#: Where the callgrind runs keep their library, bytecode cache and outputs.
-WORK = ROOT / ".lockgate" / "bench-callgrind"
 TARGET = 1.05
 PLAIN = "plain Flask blueprints"
 BODY = {"id": 1, "name": "Ada Lovelace", "email": "ada@example.com"}
@@ -142,159 +133,11 @@ def callers(cases: list[Case]) -> dict[str, Callable[[], None]]:
     return {case.name: caller(apps[case.app], case.path, dict(case.headers)) for case in cases}
 
 
-def measure(cases: dict[str, Callable[[], None]], requests: int) -> dict[str, list[int]]:
-    """Nanoseconds of each request, the cases taking turns request by request."""
-    clock = time.perf_counter_ns
-    samples: dict[str, list[int]] = {name: [] for name in cases}
-    pairs = [(call, samples[name]) for name, call in cases.items()]
-    for _ in range(requests):
-        for call, times in pairs:
-            started = clock()
-            call()
-            times.append(clock() - started)
-    return samples
-
-
-def median_us(values: list[int]) -> float:
-    ordered = sorted(values)
-    return ordered[len(ordered) // 2] / 1000
-
-
-# -- instruction counts ------------------------------------------------------
-
-
-def build_toggle(folder: Path) -> Path:
-    """Compile the client requests into a shared library ctypes can load."""
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if compiler is None or not Path("/usr/include/valgrind/callgrind.h").exists():
-        raise SystemExit("the callgrind count needs cc and valgrind's headers (make bench-tools)")
-    library = folder / "callgrind_toggle.so"
-    subprocess.run(
-        [compiler, "-O2", "-shared", "-fPIC", "-o", str(library), str(TOGGLE_SOURCE)], check=True
-    )
-    return library
-
-
-def callgrind_child(name: str, requests: int, library: Path) -> None:
-    """Inside valgrind: warm up, then count exactly ``requests`` requests of one case."""
-    toggle = ctypes.CDLL(str(library))
-    call = callers([case for case in CASES if case.name == name])[name]
-    for _ in range(300):
-        call()
-    gc.collect()  # the collector's counters start from zero on every run
-    toggle.lockgate_callgrind_start()
-    for _ in range(requests):
-        call()
-    toggle.lockgate_callgrind_stop()
-
-
-def child_env(layout: int = 0) -> dict[str, str]:
-    """The same few variables on every run of a layout.
-
-    The environment sits at the top of the stack, so its size moves where
-    things land in memory, and with them some dict orders and cache hits:
-    a few hundred instructions of a request. Each layout pads it differently;
-    the report takes the median layout.
-    """
-    return {
-        "LOCKGATE_BENCH_LAYOUT": "x" * (layout * 1531 + layout * layout * 97),
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", "/root"),
-        "LANG": "C.UTF-8",
-        "PWD": str(ROOT),
-        "PYTHONHASHSEED": "0",
-        # Imports run uninstrumented; a bytecode cache outside the tree makes them
-        # quick. Every counted run loads the same cached bytecode: code compiled in
-        # the run interns other strings than code loaded from the cache.
-        "PYTHONPYCACHEPREFIX": str(WORK / "pycache"),
-    }
-
-
-def child_command(name: str, requests: int, library: Path) -> list[str]:
-    return [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--callgrind-child",
-        name,
-        "--callgrind-requests",
-        str(requests),
-        "--toggle-library",
-        str(library),
-    ]
-
-
-def count_instructions(
-    name: str, requests: int, library: Path, folder: Path, layout: int, run: int
-) -> int:
-    """Total ``Ir`` of ``requests`` requests of case ``name``, in its own callgrind run."""
-    out = folder / f"callgrind.{[case.name for case in CASES].index(name)}.{layout}.{run}"
-    command = [
-        "valgrind",
-        "--tool=callgrind",
-        "--instr-atstart=no",
-        f"--callgrind-out-file={out}",
-        *child_command(name, requests, library),
-    ]
-    if shutil.which("setarch"):  # the same addresses on every run: dicts keyed by id agree
-        command = ["setarch", platform.machine(), "-R", *command]
-    subprocess.run(command, env=child_env(layout), check=True, capture_output=True, cwd=ROOT)
-    for line in Path(f"{out}.1").read_text().splitlines():
-        if line.startswith("totals:"):
-            return int(line.split()[1])
-    raise SystemExit(f"no totals in {out}.1")
-
-
-@dataclass
-class Counts:
-    """``Ir`` totals of one case: one per layout, and a second run of the first."""
-
-    first: list[int]
-    again: int
-
-    @property
-    def median(self) -> int:
-        return sorted(self.first)[len(self.first) // 2]
-
-    @property
-    def deterministic(self) -> bool:
-        return self.first[0] == self.again
-
-
-def instruction_counts(requests: int, layouts: int) -> dict[str, Counts]:
-    """Every case in each layout, and the first layout twice; two callgrind runs at
-    a time (counts do not depend on load)."""
-    if not shutil.which("valgrind"):
-        raise SystemExit("valgrind is not installed (make bench-tools installs it)")
-    folder = WORK
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("callgrind.*"):
-        old.unlink()
-    library = build_toggle(folder)
-    # Natively, once: fills the bytecode cache (the client requests do nothing here).
-    subprocess.run(child_command(PLAIN, 1, library), env=child_env(), check=True, cwd=ROOT)
-    jobs = [(case.name, layout, 1) for layout in range(layouts) for case in CASES]
-    jobs += [(case.name, 0, 2) for case in CASES]
-    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-        totals = list(
-            pool.map(
-                lambda job: count_instructions(job[0], requests, library, folder, *job[1:]), jobs
-            )
-        )
-    found = dict(zip(jobs, totals, strict=True))
-    return {
-        case.name: Counts(
-            [found[case.name, layout, 1] for layout in range(layouts)],
-            found[case.name, 0, 2],
-        )
-        for case in CASES
-    }
-
-
 # -- the report --------------------------------------------------------------
 
 
 def verdict(ratio: float) -> str:
-    return "met" if ratio <= TARGET else f"NOT met (+{(ratio - TARGET) * 100:.1f} points)"
+    return inprocess.verdict(ratio, TARGET)
 
 
 def table(medians: dict[str, float], counts: dict[str, Counts], cg_requests: int) -> str:
@@ -307,8 +150,8 @@ def table(medians: dict[str, float], counts: dict[str, Counts], cg_requests: int
     ]
     for case in CASES:
         us, found = medians[case.name], counts[case.name]
-        ratios = [mine / plain for mine, plain in zip(found.first, base.first, strict=True)]
-        ir_ratio = sorted(ratios)[len(ratios) // 2]
+        ratios = found.ratios(base)
+        ir_ratio = inprocess.middle(ratios)
         wall_ratio = us / base_us
         wall_verdict, ir_verdict = (
             ("", "") if case.name == PLAIN else (verdict(wall_ratio), verdict(ir_ratio))
@@ -334,11 +177,12 @@ def main() -> int:
     )
     parser.add_argument("--write", type=Path)
     parser.add_argument("--no-callgrind", action="store_true", help="wall clock only")
-    parser.add_argument("--callgrind-child", help=argparse.SUPPRESS)
+    parser.add_argument("--callgrind-child", action="append", help=argparse.SUPPRESS)
     parser.add_argument("--toggle-library", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.callgrind_child:
-        callgrind_child(args.callgrind_child, args.callgrind_requests, args.toggle_library)
+        calls = callers([case for case in CASES if case.name in args.callgrind_child])
+        inprocess.counted(list(calls.values()), args.callgrind_requests, args.toggle_library)
         return 0
 
     cases = callers(CASES)
@@ -349,7 +193,9 @@ def main() -> int:
         print(f"wall clock: {name:42} {value:7.1f} µs  {value / medians[PLAIN]:.3f}x", flush=True)
     if args.no_callgrind:
         return 0
-    counts = instruction_counts(args.callgrind_requests, args.layouts)
+    counts = inprocess.instruction_counts(
+        Path(__file__), [[case.name] for case in CASES], args.callgrind_requests, args.layouts
+    )
     result = table(medians, counts, args.callgrind_requests)
     print(result)
     if args.write:
@@ -368,7 +214,8 @@ def write(path: Path, result: str, args: argparse.Namespace) -> None:
         f"{args.requests} requests per case through the WSGI callable, the cases taking "
         "turns request by request, each request timed alone; the median request is "
         "judged. Instructions: each case alone under `valgrind --tool=callgrind "
-        f"--instr-atstart=no`, {args.callgrind_requests} requests counted after 300 "
+        f"--instr-atstart=no`, {args.callgrind_requests} requests counted after "
+        f"{inprocess.WARM_UP} "
         "uninstrumented ones, in a fixed environment (hash seed 0, no address "
         f"randomisation), in {args.layouts} memory layouts (the environment padded "
         "differently; the median layout's ratio is judged); the first layout is run "
