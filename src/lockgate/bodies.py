@@ -45,9 +45,9 @@ __all__ = [
 ]
 
 M = TypeVar("M", bound=BaseModel)
-#: In the environ: ``(bytes, object)`` of a body put there already parsed (a
+#: In the environ: ``(stream, object)`` of a body put there already parsed (a
 #: version change's migrated body); the first :func:`parse_json_body` takes
-#: the object while the request's body is still those bytes.
+#: the object while ``wsgi.input`` is still that stream, unread.
 PARSED_KEY = "lockgate.parsed_body"
 #: The deepest nesting of arrays and objects accepted.
 MAX_DEPTH = 32
@@ -79,9 +79,12 @@ def parse_json_body(*, max_depth: int = MAX_DEPTH) -> Any:
             f"the body must be JSON (application/json), not {request.mimetype or 'nothing'}",
             code="UnsupportedMediaType",
         )
-    parsed = request.environ.pop(PARSED_KEY, None)
-    if parsed is not None and request.get_data(cache=True) == parsed[0]:
-        return parsed[1]  # a version change's migrated body, parsed already (once)
+    environ = request.environ
+    parsed: Any = environ.pop(PARSED_KEY, None)
+    if parsed is not None:
+        stream, body = parsed
+        if id(stream) == id(environ.get("wsgi.input")) and stream.tell() == 0:
+            return body  # a version change's migrated body, parsed already, unread since
     raw = _read_body()
     try:
         text = raw.decode("utf-8")

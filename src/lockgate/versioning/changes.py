@@ -195,7 +195,8 @@ class RequestInfo:
     @property
     def query(self) -> MultiDict[str, str]:
         if self._query is None:
-            self._query = MultiDict(self._source_query or ())
+            source = self._source_query() if callable(self._source_query) else self._source_query
+            self._query = MultiDict(source or ())
         return self._query
 
     @query.setter
@@ -205,7 +206,10 @@ class RequestInfo:
     @property
     def headers(self) -> Headers:
         if self._headers is None:
-            self._headers = Headers(self._source_headers or ())
+            source = (
+                self._source_headers() if callable(self._source_headers) else self._source_headers
+            )
+            self._headers = Headers(source or ())
         return self._headers
 
     @headers.setter

@@ -25,7 +25,7 @@ from ..views import OPERATION_ATTR, Operation, mark_neutral
 from . import middleware
 from .bundle import VersionBundle
 from .lifecycle_file import LIFECYCLE_ENV, apply_lifecycle_file
-from .migration import HeadRoute, build_plans, normal_path, served_view
+from .migration import DeferringJSON, HeadRoute, build_plans, normal_path, served_view
 from .readers import HeaderReader, MediaTypeReader, QueryReader, Reader
 from .state import ENVIRON_KEY, RequestVersion, VersioningState, get_state
 from .versions import Label, Version
@@ -250,6 +250,8 @@ class Versioning:
                     )
                 )
         head = build_plans(versions, routes)
+        if not isinstance(app.json, DeferringJSON):
+            app.json = DeferringJSON(app, app.json)
         for label, by_endpoint in head.plans.items():
             for endpoint, plan in by_endpoint.items():
                 if plan.idle:

@@ -14,18 +14,20 @@ up, calls the head's view and migrates the response down.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import io
 import re
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Response, current_app, request
+from flask import Flask, Response, current_app, has_request_context, request
+from flask.json.provider import JSONProvider
 from pydantic import BaseModel, ValidationError
 from werkzeug.datastructures import EnvironHeaders, Headers
 from werkzeug.exceptions import NotFound
@@ -40,7 +42,15 @@ from .changes import EndpointChange, Migration, RequestInfo, ResponseInfo, Versi
 from .schemas import SchemaVersions, models_in
 from .versions import Label, Version
 
-__all__ = ["HeadPlan", "HeadRoute", "RoutePlan", "build_plans", "normal_path", "served_view"]
+__all__ = [
+    "DeferringJSON",
+    "HeadPlan",
+    "HeadRoute",
+    "RoutePlan",
+    "build_plans",
+    "normal_path",
+    "served_view",
+]
 
 _CONVERTER = re.compile(r"<(?:[a-zA-Z_][a-zA-Z0-9_]*(?:\([^)]*\))?:)?(\w+)>")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -315,7 +325,11 @@ def _plan(
 
 def _walker(annotation: Any, target: type[BaseModel]) -> Walker | None:
     """How to reach every ``target`` object in a body of type ``annotation``,
-    or ``None`` when it holds none."""
+    or ``None`` when it holds none.
+
+    A walker returns a new body: the lists and objects on the way to a target
+    are copied (shallowly), never changed in place, because the body may be
+    the view's own data (a dict from its store), not yet serialized."""
     memo: dict[type[BaseModel], Walker | None] = {}
 
     def compile_(annotation: Any) -> Walker | None:
@@ -335,7 +349,7 @@ def _walker(annotation: Any, target: type[BaseModel]) -> Walker | None:
 
             def items(data: Any, visit: Callable[[Any], Any]) -> Any:
                 if isinstance(data, list):
-                    data[:] = [each(item, visit) for item in data]
+                    return [each(item, visit) for item in data]
                 return data
 
             return items
@@ -346,8 +360,7 @@ def _walker(annotation: Any, target: type[BaseModel]) -> Walker | None:
 
             def values(data: Any, visit: Callable[[Any], Any]) -> Any:
                 if isinstance(data, dict):
-                    for key, item in data.items():
-                        data[key] = value(item, visit)
+                    return {key: value(item, visit) for key, item in data.items()}
                 return data
 
             return values
@@ -393,6 +406,7 @@ def _walker(annotation: Any, target: type[BaseModel]) -> Walker | None:
         def walk(data: Any, visit: Callable[[Any], Any]) -> Any:
             if not isinstance(data, dict):
                 return data
+            data = dict(data)  # copied on the way: the view's own objects stay as they are
             for key, inner in fields:
                 if key in data:
                     data[key] = inner(data[key], visit)
@@ -433,11 +447,66 @@ def _matcher(cls: type[BaseModel]) -> Callable[[dict[str, Any]], bool]:
     return matches
 
 
+#: In the environ while a migrating view runs: the JSON it answers is kept as
+#: an object (:class:`Deferred`) until the response migrations have run.
+DEFER_KEY = "lockgate.defer_json"
+
+
+class Deferred:
+    """A JSON body not serialized yet: the response migrations change the
+    object itself, and it is serialized once, after them. Anything that reads
+    the body before (``get_data``, an ETag) serializes it as it is, and the
+    migrations then parse it back."""
+
+    __slots__ = ("done", "dumps", "obj")
+
+    def __init__(self, obj: Any, dumps: Callable[[Any], str]) -> None:
+        self.obj = obj
+        self.dumps = dumps
+        self.done = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.done = True
+        yield f"{self.dumps(self.obj)}\n".encode()
+
+
+class DeferringJSON(JSONProvider):
+    """The app's JSON provider, unchanged, except that inside a migrating view
+    its responses carry their object (:class:`Deferred`) instead of bytes."""
+
+    def __init__(self, app: Flask, inner: JSONProvider) -> None:
+        super().__init__(app)
+        self.inner = inner
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return self.inner.dumps(obj, **kwargs)
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return self.inner.loads(s, **kwargs)
+
+    def response(self, *args: Any, **kwargs: Any) -> Response:
+        if has_request_context() and request.environ.get(DEFER_KEY):
+            obj = self._prepare_response_obj(args, kwargs)
+            mimetype = getattr(self.inner, "mimetype", "application/json")
+            body: Any = Deferred(obj, self.inner.dumps)
+            made = self._app.response_class(body, mimetype=mimetype)
+            return typing.cast(Response, made)
+        return typing.cast(Response, self.inner.response(*args, **kwargs))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)  # the inner provider's settings (sort_keys, ...)
+
+
 def served_view(view: Callable[..., Any], plan: RoutePlan) -> Callable[..., Any]:
     """``view`` (the head's) serving ``plan``'s version."""
     served = plan.served
     upgrades = plan.upgrades
     downgrades = plan.downgrades
+    upgrading = frozenset(
+        method
+        for method in plan.upgrades
+        if upgrades[method] or plan.request_model is not None or plan.query_model is not None
+    )
 
     @wraps(view)
     def serve(*args: Any, **kwargs: Any) -> Any:
@@ -446,17 +515,22 @@ def served_view(view: Callable[..., Any], plan: RoutePlan) -> Callable[..., Any]
             method = "GET"
         if served is not None and method not in served:
             raise NotFound()  # answered as UnsupportedApiVersion where another version has it
-        if upgrades.get(method) or plan.request_model is not None or plan.query_model is not None:
-            _upgrade(plan, method, upgrades.get(method, ()))
+        if method in upgrading:
+            _upgrade(plan, method, upgrades[method])
         steps = downgrades.get(method)
         if not steps:
             return view(*args, **kwargs)
+        environ = request.environ
+        environ[DEFER_KEY] = True
         try:
             response = current_app.make_response(view(*args, **kwargs))
         except Exception as error:
+            environ.pop(DEFER_KEY, None)
             if not any(step.migration.errors for step in steps):
                 raise
             response = current_app.make_response(current_app.handle_user_exception(error))
+        finally:
+            environ.pop(DEFER_KEY, None)
         _downgrade(plan, method, steps, response)
         return response
 
@@ -504,7 +578,7 @@ def _upgrade(plan: RoutePlan, method: str, migrations: Sequence[Migration]) -> N
         if validated:
             _put_body(environ, body)
         return
-    info = RequestInfo(body, request.args, request.headers, method, plan.path)
+    info = RequestInfo(body, lambda: request.args, lambda: request.headers, method, plan.path)
     for migration in migrations:
         try:
             migration(info)
@@ -544,11 +618,12 @@ def _put_body(environ: dict[str, Any], body: Any) -> None:
     """``body`` as the request's JSON: its bytes for any reader, and the object
     itself for :func:`~lockgate.bodies.read_json`, which need not parse it again."""
     data = current_app.json.dumps(body).encode()
-    environ["wsgi.input"] = io.BytesIO(data)
+    stream = io.BytesIO(data)
+    environ["wsgi.input"] = stream
     environ["CONTENT_LENGTH"] = str(len(data))
     environ.pop("HTTP_TRANSFER_ENCODING", None)
     environ["wsgi.input_terminated"] = True
-    environ[PARSED_KEY] = (data, body)
+    environ[PARSED_KEY] = (stream, body)
     _forget(request._get_current_object(), _BODY_CACHED)  # type: ignore[attr-defined]
 
 
@@ -588,18 +663,29 @@ def _forget(target: Any, names: Sequence[str]) -> None:
 def _downgrade(
     plan: RoutePlan, method: str, steps: Sequence[ResponseStep], response: Response
 ) -> None:
-    """Migrate ``response`` from the head's shape down to ``plan``'s version."""
-    if response.is_streamed or response.direct_passthrough:
+    """Migrate ``response`` from the head's shape down to ``plan``'s version,
+    and serialize its body once."""
+    deferred = response.response if isinstance(response.response, Deferred) else None
+    if deferred is not None and deferred.done:
+        deferred = None  # read already (an ETag, a cache entry): parse it back
+    elif deferred is None and (response.is_streamed or response.direct_passthrough):
         return
     error = response.status_code >= 400
-    body: Any = response.get_json(silent=True) if response.is_json else None
+    body: Any
+    if deferred is not None:
+        body = deferred.obj
+    else:
+        body = response.get_json(silent=True) if response.is_json else None
     info = ResponseInfo(body, response.status_code, response.headers, method, plan.path)
-    touched = False
+    touched = copied = False
     for step in steps:
         migration = step.migration
         if error and not migration.errors:
             continue
         if step.walker is None:
+            if deferred is not None and not copied:
+                body = copy.deepcopy(body)  # the whole body: the view's data stays its own
+                copied = True
             info.body = body
             migration(info)
             body = info.body
@@ -615,8 +701,9 @@ def _downgrade(
             touched = True
     if info.status_code != response.status_code:
         response.status_code = info.status_code
-    if touched and body is not None:
-        response.set_data(current_app.json.dumps(body) + "\n")
-        etag, weak = response.get_etag()
-        if etag is not None and not weak:
+    if deferred is not None:
+        response.set_data(f"{current_app.json.dumps(body)}\n")
+    elif touched and body is not None:
+        response.set_data(f"{current_app.json.dumps(body)}\n")
+        if "ETag" in response.headers and not response.get_etag()[1]:
             del response.headers["ETag"]  # it named the head's bytes; one for these is made
