@@ -31,6 +31,7 @@ EXTRAS = {
     ),
     **dict.fromkeys(("granian", "gunicorn", "uwsgi"), "server"),
     **dict.fromkeys(("alembic", "psycopg", "sqlalchemy"), "db"),
+    **dict.fromkeys(("jwt", "cryptography"), "auth"),
 }
 
 

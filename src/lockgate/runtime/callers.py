@@ -1,8 +1,9 @@
 """Who is calling: the id limits and usage reports are kept per.
 
-The authenticated client id when an auth layer has set one
-(:func:`set_client`), else the address (for limits: behind ``ProxyFix`` it is
-the real client, not the proxy) or the ``User-Agent`` family (for usage).
+The authenticated client id (a verified bearer token, through
+:func:`lockgate.auth.current_client`, or one :func:`set_client` recorded),
+else the address (for limits: behind ``ProxyFix`` it is the real client, not
+the proxy) or the ``User-Agent`` family (for usage).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import re
 import threading
 
 from flask import g, request
+
+from ..auth import current_client
 
 __all__ = [
     "OTHER",
@@ -38,9 +41,19 @@ def user_agent_family(user_agent: str | None) -> str:
     return match[1] if match else "unknown"
 
 
+def _client_id() -> str | None:
+    """The authenticated client: one set by :func:`set_client`, else the
+    verified bearer token's (``lockgate.auth``, verified once per request)."""
+    found = g.get("lockgate_client")
+    if found:
+        return str(found)
+    client = current_client()
+    return None if client is None else client.client_id
+
+
 def client_key() -> str:
     """Rate-limit identity: ``client:<id>`` when authenticated, else ``ip:<address>``."""
-    client = g.get("lockgate_client")
+    client = _client_id()
     if client:
         return f"client:{client}"
     return f"ip:{request.remote_addr or 'unknown'}"
@@ -48,8 +61,8 @@ def client_key() -> str:
 
 def client_label() -> str:
     """Usage-report identity: the authenticated id, else the User-Agent family."""
-    client = g.get("lockgate_client")
-    return str(client) if client else user_agent_family(request.headers.get("User-Agent"))
+    client = _client_id()
+    return client if client else user_agent_family(request.headers.get("User-Agent"))
 
 
 class BoundedLabels:

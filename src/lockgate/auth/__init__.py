@@ -1,0 +1,27 @@
+"""Identity: verifying OAuth 2.0 access tokens (RFC 9068) in every service, and an issuer's keys.
+
+The rule of this folder: it stands alone. It imports nothing from
+``lockgate.versioning``, ``runtime``, ``serving`` or ``fleet``; the runtime
+reads who is calling through :func:`current_client` (limits and usage count
+by ``client_id``). PyJWT (the ``auth`` extra) is imported only when a token
+is verified or a key made, so importing this package costs nothing.
+"""
+
+from __future__ import annotations
+
+from .extension import Auth, check_scope, current_client, require_scope
+from .keys import KeyStore, SigningKey
+from .verify import MAX_TOKEN_BYTES, Client, InvalidToken, TokenVerifier
+
+__all__ = [
+    "MAX_TOKEN_BYTES",
+    "Auth",
+    "Client",
+    "InvalidToken",
+    "KeyStore",
+    "SigningKey",
+    "TokenVerifier",
+    "check_scope",
+    "current_client",
+    "require_scope",
+]

@@ -1,0 +1,207 @@
+"""The Flask extension: :class:`Auth`, :func:`require_scope`, :func:`current_client`.
+
+A request's token is verified the first time anything asks who is calling
+(:func:`current_client`: a scope check, the rate limiter, the usage report),
+once per request, so no hook has to run in a particular order. Answers
+follow RFC 6750: 401 with ``WWW-Authenticate: Bearer error="invalid_token"``
+for a missing or bad token, 403 ``insufficient_scope`` naming the scope;
+both problem+json.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+from flask import Blueprint, Flask, current_app, g, request
+
+from ..problems import Problem, handle_http_exception
+from .verify import Client, InvalidToken, TokenVerifier, url_loader
+
+__all__ = ["Auth", "current_client", "require_scope"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+_NONE = object()
+#: Every config key, with its default.
+DEFAULTS: dict[str, Any] = {
+    "LOCKGATE_AUTH_ISSUER": None,
+    "LOCKGATE_AUTH_AUDIENCE": None,
+    "LOCKGATE_AUTH_JWKS_URL": None,
+    "LOCKGATE_AUTH_JWKS_FILE": None,
+    "LOCKGATE_AUTH_LEEWAY": 10,
+    "LOCKGATE_AUTH_REALM": None,
+}
+
+
+class Auth:
+    """Verify the bearer tokens of one issuer, for one audience.
+
+    :param issuer: the ``iss`` every token must carry.
+    :param audience: the ``aud`` this service accepts.
+    :param jwks_url: where the issuer publishes its keys; or ``jwks`` (a
+        callable returning a JWKS) for an issuer in the same process.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        issuer: str | None = None,
+        audience: str | None = None,
+        jwks_url: str | None = None,
+        jwks: Callable[[], Mapping[str, Any]] | None = None,
+    ) -> None:
+        self.options = {"issuer": issuer, "audience": audience, "jwks_url": jwks_url}
+        self.jwks = jwks
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Reads ``LOCKGATE_AUTH_ISSUER``, ``LOCKGATE_AUTH_AUDIENCE`` (default the
+        service name), ``LOCKGATE_AUTH_JWKS_URL`` (or ``LOCKGATE_AUTH_JWKS_FILE``)
+        and ``LOCKGATE_AUTH_LEEWAY`` (seconds, at most 30)."""
+        if "lockgate.auth" in app.extensions:
+            raise RuntimeError("lockgate.Auth is already registered on this app")
+        for key, value in DEFAULTS.items():
+            app.config.setdefault(key, value)
+        issuer = self.options["issuer"] or app.config["LOCKGATE_AUTH_ISSUER"]
+        audience = (
+            self.options["audience"]
+            or app.config["LOCKGATE_AUTH_AUDIENCE"]
+            or app.config.get("LOCKGATE_SERVICE")
+            or app.name
+        )
+        if not issuer:
+            raise RuntimeError("lockgate.Auth needs an issuer (LOCKGATE_AUTH_ISSUER)")
+        load = self.jwks
+        if load is None:
+            url = self.options["jwks_url"] or app.config["LOCKGATE_AUTH_JWKS_URL"]
+            file = app.config["LOCKGATE_AUTH_JWKS_FILE"]
+            if url:
+                load = url_loader(str(url))
+            elif file:
+                path = Path(file)
+                load = lambda: json.loads(path.read_text())  # noqa: E731
+            else:
+                load = url_loader(f"{str(issuer).rstrip('/')}/.well-known/jwks.json")
+        # Its 401 and 403 are problem+json even on an app without versioning.
+        app.register_error_handler(Problem, handle_http_exception)
+        app.extensions["lockgate.auth"] = TokenVerifier(
+            issuer=str(issuer),
+            audience=str(audience),
+            load_jwks=load,
+            leeway=int(app.config["LOCKGATE_AUTH_LEEWAY"]),
+        )
+
+
+def _verifier() -> TokenVerifier | None:
+    found: TokenVerifier | None = current_app.extensions.get("lockgate.auth")
+    return found
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        raise InvalidToken("the Authorization header is not a Bearer token")
+    return token.strip()
+
+
+def _identify() -> tuple[Client | None, str | None]:
+    """This request's client and, for a bad token, why (once per request)."""
+    found = g.get("lockgate_auth", _NONE)
+    if found is not _NONE:
+        known: tuple[Client | None, str | None] = found
+        return known
+    verifier = _verifier()
+    result: tuple[Client | None, str | None] = (None, None)
+    if verifier is not None:
+        try:
+            token = _bearer()
+            if token is not None:
+                result = (verifier.verify(token), None)
+        except InvalidToken as error:
+            result = (None, str(error))
+    g.lockgate_auth = result
+    return result
+
+
+def current_client() -> Client | None:
+    """The verified client of this request; ``None`` without a valid token."""
+    return _identify()[0]
+
+
+def _unauthorized(reason: str) -> Problem:
+    challenge = f'Bearer error="invalid_token", error_description="{_quote(reason)}"'
+    return Problem(
+        401,
+        reason,
+        code="invalid_token",
+        title="Invalid token",
+        headers={"WWW-Authenticate": challenge},
+    )
+
+
+def _forbidden(scope: str) -> Problem:
+    return Problem(
+        403,
+        f"the token lacks the scope {scope}",
+        code="insufficient_scope",
+        title="Insufficient scope",
+        headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
+        scope=scope,
+    )
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "").replace('"', "'")[:200]
+
+
+def check_scope(scope: str) -> Client:
+    """The client of this request if it holds ``scope``.
+
+    :raises Problem: 401 without a valid token, 403 without the scope.
+    """
+    client, reason = _identify()
+    if client is None:
+        raise _unauthorized(reason or "a bearer token is required")
+    if scope not in client.scopes:
+        raise _forbidden(scope)
+    return client
+
+
+def require_scope(scope: str, *, methods: Iterable[str] | None = None) -> Callable[[T], T]:
+    """Require ``scope`` of a view, or of every view of a blueprint (for
+    ``methods`` only, when given: reads and writes can need different scopes)."""
+    chosen = None if methods is None else frozenset(m.upper() for m in methods)
+
+    def applies() -> bool:
+        return chosen is None or request.method in chosen
+
+    def decorate(target: T) -> T:
+        if isinstance(target, Blueprint):
+
+            def guard() -> None:
+                if applies():
+                    check_scope(scope)
+
+            target.before_request(guard)
+            return target
+
+        view: Callable[..., Any] = target  # type: ignore[assignment]
+
+        @wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if applies():
+                check_scope(scope)
+            return view(*args, **kwargs)
+
+        return guarded  # type: ignore[return-value]
+
+    return decorate
