@@ -1,0 +1,142 @@
+"""The authorization server's endpoints: the token (RFC 6749 §4.4), the JWKS, RFC 8414 metadata.
+
+Errors of the token endpoint are RFC 6749 §5.2 JSON (``{"error": ...}``),
+not problem+json: OAuth clients parse that shape. Every token answer is
+``Cache-Control: no-store``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+import uuid
+from typing import Any
+from urllib.parse import unquote_plus
+
+import jwt
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from lockgate.auth import KeyStore
+
+from .store import ClientStore
+
+bp = Blueprint("oauth", __name__)
+
+
+def _store() -> ClientStore:
+    found: ClientStore = current_app.extensions["auth.clients"]
+    return found
+
+
+def _keys() -> KeyStore:
+    found: KeyStore = current_app.extensions["auth.keys"]
+    return found
+
+
+def _error(error: str, description: str, status: int = 400) -> Response:
+    response = jsonify(error=error, error_description=description)
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Basic realm="lockgate", charset="UTF-8"'
+    return response
+
+
+def _credentials() -> tuple[str, str] | Response:
+    """The client's id and secret, from HTTP Basic (RFC 6749 §2.3.1) or the form."""
+    header = request.headers.get("Authorization")
+    form_id, form_secret = request.form.get("client_id"), request.form.get("client_secret")
+    if header is not None:
+        if form_secret is not None:
+            return _error("invalid_request", "use one client authentication method, not two")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "basic":
+            return _error("invalid_client", "client authentication must be HTTP Basic", 401)
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return _error("invalid_client", "malformed Basic credentials", 401)
+        client_id, colon, secret = decoded.partition(":")
+        if not colon:
+            return _error("invalid_client", "malformed Basic credentials", 401)
+        return unquote_plus(client_id), unquote_plus(secret)
+    if form_id is None or form_secret is None:
+        return _error("invalid_client", "client authentication is required", 401)
+    return form_id, form_secret
+
+
+@bp.post("/oauth/token")
+def token() -> Response:
+    """Issue an access token for the client credentials grant."""
+    if request.mimetype != "application/x-www-form-urlencoded":
+        return _error("invalid_request", "the body must be application/x-www-form-urlencoded")
+    grant = request.form.get("grant_type")
+    if grant is None:
+        return _error("invalid_request", "grant_type is required")
+    if grant != "client_credentials":
+        return _error("unsupported_grant_type", "only client_credentials is supported")
+    credentials = _credentials()
+    if isinstance(credentials, Response):
+        return credentials
+    client_id, secret = credentials
+    if len(client_id) > 64 or len(secret) > 256:
+        return _error("invalid_client", "unknown client or wrong secret", 401)
+    client = _store().authenticate(client_id, secret)
+    if client is None:
+        return _error("invalid_client", "unknown client or wrong secret", 401)
+    asked = request.form.get("scope")
+    scopes = client.scopes if asked is None else frozenset(asked.split())
+    if not scopes or not scopes <= client.scopes:
+        return _error("invalid_scope", "the client may not have that scope")
+    ttl = int(current_app.config["LOCKGATE_AUTH_TOKEN_TTL"])
+    now = int(time.time())
+    key = _keys().current()
+    audience = sorted({scope.partition(":")[0] for scope in scopes})
+    claims: dict[str, Any] = {
+        "iss": current_app.config["LOCKGATE_AUTH_ISSUER"],
+        "sub": client.id,
+        "client_id": client.id,
+        "aud": audience[0] if len(audience) == 1 else audience,
+        "iat": now,
+        "exp": now + ttl,
+        "jti": uuid.uuid4().hex,
+        "scope": " ".join(sorted(scopes)),
+    }
+    signed = jwt.encode(
+        claims, key.private, algorithm=key.algorithm, headers={"kid": key.kid, "typ": "at+jwt"}
+    )
+    response = jsonify(
+        access_token=signed, token_type="Bearer", expires_in=ttl, scope=claims["scope"]
+    )
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+@bp.get("/.well-known/jwks.json")
+def jwks() -> Response:
+    keys = _keys()
+    keys.current()  # made on first use, with the next one
+    response = jsonify(keys.jwks())
+    # Short: a rotation's next key is published ahead, so a minute is plenty.
+    response.headers["Cache-Control"] = "public, max-age=60"
+    return response
+
+
+@bp.get("/.well-known/oauth-authorization-server")
+def metadata() -> Response:
+    issuer = current_app.config["LOCKGATE_AUTH_ISSUER"].rstrip("/")
+    response = jsonify(
+        issuer=issuer,
+        token_endpoint=f"{issuer}/oauth/token",
+        jwks_uri=f"{issuer}/.well-known/jwks.json",
+        grant_types_supported=["client_credentials"],
+        token_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post"],
+        response_types_supported=["token"],
+        scopes_supported=sorted(current_app.config["LOCKGATE_AUTH_SCOPES"]),
+        token_endpoint_auth_signing_alg_values_supported=["EdDSA"],
+    )
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
