@@ -119,3 +119,32 @@ def postgres_schema() -> Iterator[str]:
 
 def unique_email(tag: str = "user") -> str:
     return f"{tag}-{uuid.uuid4().hex[:10]}@example.com"
+
+
+SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
+
+
+def schemathesis(document_url: str, *, seed: int, max_time: int, cwd: Path) -> str:
+    """Run schemathesis's CLI on one OpenAPI document (every check, every phase,
+    a fixed seed, a time budget, no example database); assert it found nothing,
+    and return its output for further checks."""
+    command = [
+        str(SCHEMATHESIS),
+        "run",
+        document_url,
+        "--checks=all",
+        f"--seed={seed}",
+        f"--max-time={max_time}",
+        "--workers=1",
+        "--request-timeout=10",
+        # Nothing is kept between runs: the same seed gives the same cases.
+        "--generation-database=none",
+        "--no-color",
+    ]
+    result = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=max_time + 120
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-30000:]
+    assert "No issues found" in output, output[-5000:]
+    return output

@@ -3,8 +3,6 @@ document, and the changelog pages in a real browser (Debian's chromium)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,10 +13,10 @@ from playwright.sync_api import sync_playwright
 from werkzeug.serving import make_server
 
 from tests.openapi.test_docs_browser import ARGS, CHROMIUM
+from tests.servers import schemathesis
 
 from . import changes_app
 
-SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 SEED = 20261202
 MAX_TIME = 15
 
@@ -40,25 +38,10 @@ def base() -> Iterator[str]:
 @pytest.mark.parametrize("version", ["1", "2", "3"])
 def test_schemathesis_finds_nothing_in_any_version(base: str, version: str, tmp_path: Path) -> None:
     """Every check: the migrated bodies conform to each version's own document."""
-    command = [
-        str(SCHEMATHESIS),
-        "run",
-        f"{base}/api/v{version}/openapi.json",
-        "--checks=all",
-        f"--seed={SEED}",
-        f"--max-time={MAX_TIME}",
-        "--workers=1",
-        "--request-timeout=10",
-        "--generation-database=none",
-        "--no-color",
-    ]
-    result = subprocess.run(
-        command, cwd=tmp_path, capture_output=True, text=True, timeout=MAX_TIME + 120
+    output = schemathesis(
+        f"{base}/api/v{version}/openapi.json", seed=SEED, max_time=MAX_TIME, cwd=tmp_path
     )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-30000:]
     assert "Tested: 4" in output, output[-5000:]  # each version has four operations
-    assert "No issues found" in output, output[-5000:]
 
 
 def test_the_changelog_and_a_guide_in_a_browser(base: str) -> None:
