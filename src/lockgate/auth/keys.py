@@ -66,7 +66,7 @@ class KeyStore:
         self.directory = Path(directory)
         self.retain = retain
 
-    def keys(self) -> list[SigningKey]:
+    def stored(self) -> list[SigningKey]:
         """Every key on disk, oldest first."""
         from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
@@ -90,7 +90,7 @@ class KeyStore:
 
     def current(self, now: datetime | None = None) -> SigningKey:
         """The key that signs (made, with the next one, on first use)."""
-        keys = [key for key in self.keys() if key.retired is None and key.activated is not None]
+        keys = [key for key in self.stored() if key.retired is None and key.activated is not None]
         if keys:
             return keys[-1]
         return self.rotate(now)
@@ -112,7 +112,7 @@ class KeyStore:
         self._make(index, moment)  # the next one, published from now on
         self._prune(index, moment)
         self._write_index(index)
-        return next(key for key in self.keys() if key.kid == signing)
+        return next(key for key in self.stored() if key.kid == signing)
 
     def _make(self, index: dict[str, Any], moment: datetime) -> str:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -137,7 +137,9 @@ class KeyStore:
         """The keys whose public half a verifier may still need."""
         moment = now or datetime.now(UTC)
         return [
-            key for key in self.keys() if key.retired is None or moment < key.retired + self.retain
+            key
+            for key in self.stored()
+            if key.retired is None or moment < key.retired + self.retain
         ]
 
     def jwks(self, now: datetime | None = None) -> dict[str, Any]:

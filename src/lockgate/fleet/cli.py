@@ -388,6 +388,58 @@ def _snapshot_pairs(
 
 
 @main.group()
+def keys() -> None:
+    """The auth service's signing keys (in the data directory, or LOCKGATE_AUTH_KEYS_DIR)."""
+
+
+def _key_store(directory: str | None, token_ttl: int) -> Any:
+    from datetime import timedelta
+    from pathlib import Path
+
+    from ..auth import KeyStore
+    from ..auth.verify import MAX_LEEWAY
+    from .database import data_dir
+
+    chosen = directory or os.environ.get("LOCKGATE_AUTH_KEYS_DIR")
+    path = Path(chosen) if chosen else data_dir() / "auth-keys"
+    # A retired key stays published until the last token it signed has expired.
+    return KeyStore(path, retain=timedelta(seconds=token_ttl + MAX_LEEWAY))
+
+
+_keys_dir = click.option("--dir", "directory", help="The keys' directory.")
+_token_ttl = click.option(
+    "--token-ttl",
+    default=600,
+    show_default=True,
+    type=click.IntRange(1),
+    help="The longest token lifetime in seconds (how long a retired key stays published).",
+)
+
+
+@keys.command("rotate")
+@_keys_dir
+@_token_ttl
+def keys_rotate(directory: str | None, token_ttl: int) -> None:
+    """Sign with the next key; the previous one stays published until its tokens expire."""
+    store = _key_store(directory, token_ttl)
+    signing = store.rotate()
+    click.echo(f"signing with {signing.kid}; {len(store.published())} keys published")
+
+
+@keys.command("list")
+@_keys_dir
+@_token_ttl
+def keys_list(directory: str | None, token_ttl: int) -> None:
+    """Each key: signing, next (published ahead) or retired, and whether it is published."""
+    store = _key_store(directory, token_ttl)
+    published = {key.kid for key in store.published()}
+    for key in store.stored():
+        state = "next" if key.activated is None else "retired" if key.retired else "signing"
+        shown = "published" if key.kid in published else "unpublished"
+        click.echo(f"{key.kid}  {state:8}  {shown}")
+
+
+@main.group()
 def db() -> None:
     """The services' databases."""
 
