@@ -330,19 +330,7 @@ def tables(medians: dict[str, float], counts: dict[str, Counts], cg_requests: in
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=10000, help="per case, wall clock")
-    parser.add_argument(
-        "--callgrind-requests", type=int, default=200, help="per case and callgrind run"
-    )
-    parser.add_argument(
-        "--layouts", type=int, default=3, help="memory layouts counted (the first run twice)"
-    )
-    parser.add_argument("--write", type=Path)
-    parser.add_argument("--no-callgrind", action="store_true", help="wall clock only")
-    parser.add_argument("--callgrind-child", action="append", help=argparse.SUPPRESS)
-    parser.add_argument("--toggle-library", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = inprocess.arguments(__doc__.splitlines()[0], requests=10000, callgrind_requests=200)
     if args.callgrind_child:
         calls = callers(args.callgrind_child)
         inprocess.counted(list(calls.values()), args.callgrind_requests, args.toggle_library)

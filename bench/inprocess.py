@@ -23,6 +23,7 @@ A script that uses the counts adds ``--callgrind-child`` (repeated),
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import gc
 import hashlib
@@ -99,6 +100,26 @@ def source_state() -> str:
 
 
 # -- instruction counts ------------------------------------------------------
+
+
+def arguments(description: str, *, requests: int, callgrind_requests: int) -> argparse.Namespace:
+    """The command line both in-process benchmarks take (and their callgrind children)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--requests", type=int, default=requests, help="per case, wall clock")
+    parser.add_argument(
+        "--callgrind-requests",
+        type=int,
+        default=callgrind_requests,
+        help="per case and callgrind run",
+    )
+    parser.add_argument(
+        "--layouts", type=int, default=3, help="memory layouts counted (the first run twice)"
+    )
+    parser.add_argument("--write", type=Path)
+    parser.add_argument("--no-callgrind", action="store_true", help="wall clock only")
+    parser.add_argument("--callgrind-child", action="append", help=argparse.SUPPRESS)
+    parser.add_argument("--toggle-library", type=Path, help=argparse.SUPPRESS)
+    return parser.parse_args()
 
 
 def build_toggle(folder: Path) -> Path:

@@ -167,19 +167,7 @@ def table(medians: dict[str, float], counts: dict[str, Counts], cg_requests: int
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=30000, help="per case, wall clock")
-    parser.add_argument(
-        "--callgrind-requests", type=int, default=1000, help="per case and callgrind run"
-    )
-    parser.add_argument(
-        "--layouts", type=int, default=3, help="memory layouts counted (each run twice)"
-    )
-    parser.add_argument("--write", type=Path)
-    parser.add_argument("--no-callgrind", action="store_true", help="wall clock only")
-    parser.add_argument("--callgrind-child", action="append", help=argparse.SUPPRESS)
-    parser.add_argument("--toggle-library", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = inprocess.arguments(__doc__.splitlines()[0], requests=30000, callgrind_requests=1000)
     if args.callgrind_child:
         calls = callers([case for case in CASES if case.name in args.callgrind_child])
         inprocess.counted(list(calls.values()), args.callgrind_requests, args.toggle_library)

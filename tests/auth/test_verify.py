@@ -81,6 +81,19 @@ def app(store: KeyStore) -> Flask:
     return app
 
 
+def reader_app(jwks: Callable[[], Any]) -> Flask:
+    """An app whose ``GET /things`` needs ``users:read``, with keys from ``jwks``."""
+    app = Flask("reader")
+    Auth(app, issuer=ISSUER, audience=AUDIENCE, jwks=jwks)
+
+    @app.get("/things")
+    @require_scope("users:read")
+    def things() -> Any:
+        return {}
+
+    return app
+
+
 def call(app: Flask, token: str | None, method: str = "GET") -> Any:
     headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     return app.test_client().open("/things", method=method, headers=headers)
@@ -204,13 +217,7 @@ def test_a_token_before_rotation_works_until_it_expires_and_the_new_key_at_once(
         fetches.append(1)
         return store.jwks()
 
-    app = Flask("rotation")
-    Auth(app, issuer=ISSUER, audience=AUDIENCE, jwks=counted)
-
-    @app.get("/things")
-    @require_scope("users:read")
-    def things() -> Any:
-        return {}
+    app = reader_app(counted)
 
     before = mint(store)
     assert call(app, before).status_code == 200
@@ -244,18 +251,14 @@ def test_unknown_kids_do_not_storm_the_jwks(store: KeyStore) -> None:
         fetches.append(1)
         return store.jwks()
 
-    app = Flask("storm")
-    Auth(app, issuer=ISSUER, audience=AUDIENCE, jwks=counted)
-
-    @app.get("/x")
-    @require_scope("users:read")
-    def x() -> Any:
-        return {}
+    app = reader_app(counted)
 
     client = app.test_client()
     for number in range(50):
         forged = _foreign_key(store, kid=f"forged-{number}")
-        assert client.get("/x", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+        assert (
+            client.get("/things", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+        )
     assert len(fetches) == 1
 
 
@@ -267,22 +270,16 @@ def test_a_failed_jwks_fetch_keeps_the_known_keys(store: KeyStore) -> None:
             raise OSError("the auth service is down")
         return store.jwks()
 
-    app = Flask("flaky")
-    Auth(app, issuer=ISSUER, audience=AUDIENCE, jwks=flaky)
-
-    @app.get("/x")
-    @require_scope("users:read")
-    def x() -> Any:
-        return {}
+    app = reader_app(flaky)
 
     token = mint(store)
     client = app.test_client()
-    assert client.get("/x", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert client.get("/things", headers={"Authorization": f"Bearer {token}"}).status_code == 200
     state["up"] = False
     verifier = app.extensions["lockgate.auth"]
     verifier.keys.refresh()  # fails: the keys stay
     verifier.cache.clear()
-    assert client.get("/x", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert client.get("/things", headers={"Authorization": f"Bearer {token}"}).status_code == 200
 
 
 def test_private_keys_are_mode_0600(store: KeyStore) -> None:

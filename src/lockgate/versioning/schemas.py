@@ -81,8 +81,6 @@ class SchemaVersions:
         self.head = chain[0][0]
         #: Label -> head model -> that version's model.
         self.models: dict[Label, dict[type[BaseModel], type[BaseModel]]] = {}
-        #: A generated model -> the head model it stands for.
-        self.heads: dict[type[BaseModel], type[BaseModel]] = {m: m for m in models}
         current: dict[type[BaseModel], Fields] = {m: _head_fields(m) for m in models}
         for index, (label, _changes) in enumerate(chain):
             self.models[label] = self._build(current)
@@ -99,9 +97,6 @@ class SchemaVersions:
         """``annotation`` (``list[UserOut]``, a model, ...) in version ``label``."""
         mapping = self.models[label]
         return _rewrite(annotation, lambda model: mapping.get(model, model))
-
-    def head_of(self, model: Any) -> type[BaseModel] | None:
-        return self.heads.get(model) if _is_model(model) else None
 
     def _undo(
         self,
@@ -177,7 +172,6 @@ class SchemaVersions:
             building.discard(model)
             result = _create(model, rebuilt) if changed else model
             built[model] = result
-            self.heads[result] = model
             return result
 
         for model in current:
