@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -33,15 +34,53 @@ def free_port() -> int:
         return port
 
 
+#: Every scope of the reference fleet.
+ALL_SCOPES = "ops:read orders:read orders:write users:read users:write"
+
+
+def token_for(base: str, client_id: str, secret: str, scope: str | None = None) -> str:
+    """An access token of the client credentials grant from the fleet at ``base``."""
+    form = {"grant_type": "client_credentials", **({"scope": scope} if scope else {})}
+    response = httpx.post(f"{base}/oauth/token", data=form, auth=(client_id, secret), timeout=10)
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token
+
+
 class Fleet:
-    """A running `lockgate run` and an HTTP client bound to it."""
+    """A running `lockgate run` and HTTP clients bound to it.
+
+    ``http`` carries a token of the development client (every scope) that
+    `lockgate run` printed on its first start; ``anonymous`` carries none.
+    """
 
     def __init__(self, process: subprocess.Popen[str], base: str, log: Path) -> None:
         self.process = process
         self.base = base
         #: What the server printed (JSON access log lines among it).
         self.log = log
-        self.http = httpx.Client(base_url=base, timeout=10)
+        self.client_id, self.client_secret = development_client(log.read_text())
+        self.anonymous = httpx.Client(base_url=base, timeout=10)
+        self.http = httpx.Client(
+            base_url=base,
+            timeout=10,
+            headers={"Authorization": f"Bearer {self.token()}"},
+        )
+
+    def token(self, scope: str | None = None) -> str:
+        """A fresh token of the development client, for ``scope`` (default: all)."""
+        return token_for(self.base, self.client_id, self.client_secret, scope)
+
+    def close(self) -> None:
+        self.http.close()
+        self.anonymous.close()
+
+
+def development_client(output: str) -> tuple[str, str]:
+    """The development client's id and secret, as `lockgate run` printed them."""
+    found = dict(re.findall(r"^\s*(client_id|client_secret):\s+(\S+)$", output, re.MULTILINE))
+    assert set(found) == {"client_id", "client_secret"}, output[-3000:]
+    return found["client_id"], found["client_secret"]
 
 
 def wait_until_up(process: subprocess.Popen[str], base: str, log: Path) -> None:
@@ -91,12 +130,14 @@ def running_fleet(tmp: Path, env: dict[str, str] | None = None) -> Iterator[Flee
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
-    fleet = Fleet(process, base, tmp / "lockgate-run.log")
     try:
-        wait_until_up(process, base, fleet.log)
-        yield fleet
+        wait_until_up(process, base, tmp / "lockgate-run.log")
+        fleet = Fleet(process, base, tmp / "lockgate-run.log")
+        try:
+            yield fleet
+        finally:
+            fleet.close()
     finally:
-        fleet.http.close()
         stop(process)
         log.close()
 
@@ -124,10 +165,13 @@ def unique_email(tag: str = "user") -> str:
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 
 
-def schemathesis(document_url: str, *, seed: int, max_time: int, cwd: Path) -> str:
+def schemathesis(
+    document_url: str, *, seed: int, max_time: int, cwd: Path, token: str | None = None
+) -> str:
     """Run schemathesis's CLI on one OpenAPI document (every check, every phase,
-    a fixed seed, a time budget, no example database); assert it found nothing,
-    and return its output for further checks."""
+    a fixed seed, a time budget, no example database), with ``token`` on every
+    request (its ``ignored_auth`` check then also sends none, and wants a 401);
+    assert it found nothing, and return its output for further checks."""
     command = [
         str(SCHEMATHESIS),
         "run",
@@ -140,6 +184,7 @@ def schemathesis(document_url: str, *, seed: int, max_time: int, cwd: Path) -> s
         # Nothing is kept between runs: the same seed gives the same cases.
         "--generation-database=none",
         "--no-color",
+        *(["--header", f"Authorization: Bearer {token}"] if token else []),
     ]
     result = subprocess.run(
         command, cwd=cwd, capture_output=True, text=True, timeout=max_time + 120

@@ -18,7 +18,7 @@ LEAVES = {"__init__", "errors", "problems", "bodies", "config", "views"}
 ALLOWED = {
     "auth": set(),
     "versioning": set(),
-    "openapi": {"versioning"},
+    "openapi": {"versioning", "auth"},
     "runtime": {"versioning", "auth"},
     "serving": {"runtime"},
     "fleet": {"auth", "versioning", "openapi", "runtime", "serving"},

@@ -9,7 +9,6 @@ the service's database. Every other service verifies the tokens with
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -17,10 +16,12 @@ from typing import Any
 
 from flask import Flask
 
-from lockgate.auth import KeyStore
+from lockgate.auth import REGISTRY, KeyStore
 from lockgate.auth.verify import MAX_LEEWAY
 from lockgate.config import environment_settings
-from lockgate.fleet.database import data_dir, database_url, normalize_url
+from lockgate.fleet.database import auth_keys_dir, database_url, normalize_url
+from lockgate.problems import Problem, handle_http_exception
+from lockgate.runtime import Runtime
 
 from . import web
 from .store import ClientStore, make_engine
@@ -36,7 +37,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     Keys: ``DATABASE_URL`` (default SQLite in ``$LOCKGATE_DATA_DIR``),
     ``LOCKGATE_AUTH_ISSUER`` (``iss``; default ``http://127.0.0.1:8080``),
-    ``LOCKGATE_AUTH_TOKEN_TTL`` (600 s), ``LOCKGATE_AUTH_KEYS_DIR``.
+    ``LOCKGATE_AUTH_TOKEN_TTL`` (600 s), ``LOCKGATE_AUTH_KEYS_DIR``, and the
+    token endpoint's budgets ``LOCKGATE_AUTH_TOKEN_RATE_LIMIT_CLIENT``
+    (``"30/minute"`` per client id) and ``LOCKGATE_AUTH_TOKEN_RATE_LIMIT_IP``
+    (``"120/minute"`` per address), counted on the runtime's Redis when
+    ``REDIS_URL`` is set.
     """
     app = Flask(__name__)
     app.config.from_mapping(
@@ -46,16 +51,22 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         LOCKGATE_AUTH_TOKEN_TTL=600,
         LOCKGATE_AUTH_KEYS_DIR=None,
         LOCKGATE_AUTH_SCOPES=SCOPES,
+        LOCKGATE_AUTH_TOKEN_RATE_LIMIT_CLIENT="30/minute",
+        LOCKGATE_AUTH_TOKEN_RATE_LIMIT_IP="120/minute",
     )
-    app.config.update(environment_settings(extra=("DATABASE_URL",)))
+    app.config.update(environment_settings(extra=("DATABASE_URL", "REDIS_URL")))
     if test_config is not None:
         app.config.from_mapping(test_config)
     url = normalize_url(app.config["DATABASE_URL"] or database_url("auth"))
-    app.extensions["auth.clients"] = ClientStore(make_engine(url))
-    keys_dir = app.config["LOCKGATE_AUTH_KEYS_DIR"] or os.environ.get("LOCKGATE_AUTH_KEYS_DIR")
-    directory = Path(keys_dir) if keys_dir else data_dir() / "auth-keys"
+    clients = ClientStore(make_engine(url))
+    app.extensions["auth.clients"] = app.extensions[REGISTRY] = clients
+    keys_dir = app.config["LOCKGATE_AUTH_KEYS_DIR"]
+    directory = Path(keys_dir) if keys_dir else auth_keys_dir()
     ttl = int(app.config["LOCKGATE_AUTH_TOKEN_TTL"])
     # A retired key is published until the last token it signed has expired.
     app.extensions["auth.keys"] = KeyStore(directory, retain=timedelta(seconds=ttl + MAX_LEEWAY))
     app.register_blueprint(web.bp)
+    app.register_error_handler(Problem, handle_http_exception)
+    runtime = Runtime().init_app(app)
+    runtime.health.add_check("database", clients.ping)
     return app

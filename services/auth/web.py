@@ -18,6 +18,7 @@ import jwt
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from lockgate.auth import KeyStore
+from lockgate.runtime import spend
 
 from .store import ClientStore
 
@@ -67,9 +68,24 @@ def _credentials() -> tuple[str, str] | Response:
     return form_id, form_secret
 
 
+def audiences(scopes: frozenset[str], known: frozenset[str]) -> list[str]:
+    """The services a token is for (its ``aud``): each scope's prefix
+    (``users:read`` is for users), and every service for an ``ops:`` scope,
+    which operators use on any of them."""
+    services = {scope.partition(":")[0] for scope in known} - {"ops"}
+    found: set[str] = set()
+    for scope in scopes:
+        prefix = scope.partition(":")[0]
+        found |= services if prefix == "ops" else {prefix}
+    return sorted(found)
+
+
 @bp.post("/oauth/token")
 def token() -> Response:
     """Issue an access token for the client credentials grant."""
+    config = current_app.config
+    # Brute force costs a scrypt per try: bound it per address, before any work.
+    spend(config["LOCKGATE_AUTH_TOKEN_RATE_LIMIT_IP"], f"token-ip:{request.remote_addr}")
     if request.mimetype != "application/x-www-form-urlencoded":
         return _error("invalid_request", "the body must be application/x-www-form-urlencoded")
     grant = request.form.get("grant_type")
@@ -83,6 +99,8 @@ def token() -> Response:
     client_id, secret = credentials
     if len(client_id) > 64 or len(secret) > 256:
         return _error("invalid_client", "unknown client or wrong secret", 401)
+    # And per client id, from any number of addresses.
+    spend(config["LOCKGATE_AUTH_TOKEN_RATE_LIMIT_CLIENT"], f"token-client:{client_id}")
     client = _store().authenticate(client_id, secret)
     if client is None:
         return _error("invalid_client", "unknown client or wrong secret", 401)
@@ -93,7 +111,7 @@ def token() -> Response:
     ttl = int(current_app.config["LOCKGATE_AUTH_TOKEN_TTL"])
     now = int(time.time())
     key = _keys().current()
-    audience = sorted({scope.partition(":")[0] for scope in scopes})
+    audience = audiences(scopes, frozenset(config["LOCKGATE_AUTH_SCOPES"]))
     claims: dict[str, Any] = {
         "iss": current_app.config["LOCKGATE_AUTH_ISSUER"],
         "sub": client.id,
@@ -134,9 +152,9 @@ def metadata() -> Response:
         jwks_uri=f"{issuer}/.well-known/jwks.json",
         grant_types_supported=["client_credentials"],
         token_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post"],
-        response_types_supported=["token"],
+        # Client credentials only: no authorization endpoint, no response type.
+        response_types_supported=[],
         scopes_supported=sorted(current_app.config["LOCKGATE_AUTH_SCOPES"]),
-        token_endpoint_auth_signing_alg_values_supported=["EdDSA"],
     )
     response.headers["Cache-Control"] = "public, max-age=300"
     return response

@@ -14,6 +14,7 @@ from typing import Any
 from flask import Flask
 
 from lockgate import Versioning
+from lockgate.auth import Auth
 from lockgate.config import environment_settings
 from lockgate.fleet.database import database_url, normalize_url
 from lockgate.runtime import Runtime, invalidate
@@ -31,6 +32,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     Config, later wins: the defaults below, then ``LOCKGATE_*`` and
     ``DATABASE_URL`` from the environment, then ``test_config``. Keys:
     ``DATABASE_URL`` (default: SQLite in ``$LOCKGATE_DATA_DIR``),
+    ``LOCKGATE_AUTH_ISSUER`` and the other keys of :class:`lockgate.auth.Auth`
+    (tokens: ``users:read`` to read, ``users:write`` to write),
     ``LOCKGATE_PUBLIC_URL`` (makes the deprecation policy link absolute),
     ``MAX_CONTENT_LENGTH`` (1 MiB), ``LOCKGATE_LIFECYCLE_FILE``, and the
     runtime's keys (``REDIS_URL``, ``LOCKGATE_RATE_LIMIT``,
@@ -45,6 +48,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         LOCKGATE_TITLE="lockgate users",
         LOCKGATE_VENDOR="lockgate",
         LOCKGATE_SERVICE="users",
+        # The fleet's auth service; `lockgate run` and `serve` set where it is.
+        LOCKGATE_AUTH_ISSUER="http://127.0.0.1:8080",
     )
     app.config.update(environment_settings(extra=("DATABASE_URL", "REDIS_URL")))
     if test_config is not None:
@@ -54,6 +59,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     store = UserStore(make_engine(url), on_change=lambda: invalidate("users"))
     app.extensions["users.store"] = store
 
+    Auth(app)
     versioning = Versioning(app, versions=users_versions(app.config["LOCKGATE_PUBLIC_URL"]))
     versioning.register_blueprint(v1.bp, version="1")
     versioning.register_blueprint(v2.bp, version="2")

@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from lockgate import Problem, operation, url_for
+from lockgate.auth import require_scope
 from lockgate.bodies import read_json
 from lockgate.runtime import cached
 
@@ -219,6 +220,9 @@ def page(listing: Listing) -> Page:
 def user_blueprint(import_name: str, rep: Representation) -> Blueprint:
     """The ``users`` routes of one version, drawn from its representation."""
     bp = Blueprint("users", import_name, url_prefix="/users")
+    # In every version: reading needs users:read, writing users:write.
+    require_scope("users:read", methods=("GET", "HEAD"))(bp)
+    require_scope("users:write", methods=("POST", "PUT", "PATCH", "DELETE"))(bp)
     changes = {409: "Email already used", 422: "Invalid fields"}
 
     @bp.get("")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -23,40 +22,12 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from flask import Blueprint, Flask
 
 from lockgate.auth import Auth, KeyStore, current_client, require_scope
-
-ISSUER = "http://127.0.0.1:8080/auth"
-AUDIENCE = "users"
+from tests.tokens import AUDIENCE, ISSUER, claims, mint
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> KeyStore:
     return KeyStore(tmp_path / "keys", retain=timedelta(minutes=11))
-
-
-def claims(**changes: Any) -> dict[str, Any]:
-    now = int(time.time())
-    base = {
-        "iss": ISSUER,
-        "sub": "client-1",
-        "client_id": "client-1",
-        "aud": AUDIENCE,
-        "iat": now,
-        "exp": now + 600,
-        "jti": uuid.uuid4().hex,
-        "scope": "users:read",
-    }
-    base.update(changes)
-    return {k: v for k, v in base.items() if v is not None}
-
-
-def mint(store: KeyStore, headers: dict[str, Any] | None = None, **changes: Any) -> str:
-    key = store.current()
-    return jwt.encode(
-        claims(**changes),
-        key.private,
-        algorithm="EdDSA",
-        headers={"kid": key.kid, "typ": "at+jwt", **(headers or {})},
-    )
 
 
 @pytest.fixture

@@ -9,19 +9,33 @@ is verified or a key made, so importing this package costs nothing.
 
 from __future__ import annotations
 
-from .extension import Auth, check_scope, current_client, require_scope
+from .clients import REGISTRY, ClientRegistry, RegisteredClient, client_registry
+from .extension import (
+    Auth,
+    check_scope,
+    current_client,
+    require_scope,
+    required_scopes,
+    security_scheme,
+)
 from .keys import KeyStore, SigningKey
 from .verify import MAX_TOKEN_BYTES, Client, InvalidToken, TokenVerifier
 
 __all__ = [
     "MAX_TOKEN_BYTES",
+    "REGISTRY",
     "Auth",
     "Client",
+    "ClientRegistry",
     "InvalidToken",
     "KeyStore",
+    "RegisteredClient",
     "SigningKey",
     "TokenVerifier",
     "check_scope",
+    "client_registry",
     "current_client",
     "require_scope",
+    "required_scopes",
+    "security_scheme",
 ]

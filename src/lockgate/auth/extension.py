@@ -18,10 +18,18 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, current_app, g, request
 
+from ..config import apply_settings
 from ..problems import Problem, handle_http_exception
 from .verify import Client, InvalidToken, TokenVerifier, url_loader
 
-__all__ = ["Auth", "current_client", "require_scope"]
+__all__ = [
+    "Auth",
+    "check_scope",
+    "current_client",
+    "require_scope",
+    "required_scopes",
+    "security_scheme",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -34,7 +42,12 @@ DEFAULTS: dict[str, Any] = {
     "LOCKGATE_AUTH_JWKS_FILE": None,
     "LOCKGATE_AUTH_LEEWAY": 10,
     "LOCKGATE_AUTH_REALM": None,
+    "LOCKGATE_AUTH_TOKEN_URL": None,
 }
+#: On a view guarded by :func:`require_scope`: ``[(methods or None, scope)]``.
+SCOPES_ATTR = "_lockgate_scopes"
+#: Per app: ``[(blueprint name, methods or None, scope)]`` of guarded blueprints.
+_BLUEPRINT_SCOPES = "lockgate.auth.blueprint_scopes"
 
 
 class Auth:
@@ -61,13 +74,14 @@ class Auth:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        """Reads ``LOCKGATE_AUTH_ISSUER``, ``LOCKGATE_AUTH_AUDIENCE`` (default the
+        """Settings: arguments > ``app.config`` > ``LOCKGATE_AUTH_*`` environment >
+        defaults. Reads ``LOCKGATE_AUTH_ISSUER``, ``LOCKGATE_AUTH_AUDIENCE`` (default the
         service name), ``LOCKGATE_AUTH_JWKS_URL`` (or ``LOCKGATE_AUTH_JWKS_FILE``)
-        and ``LOCKGATE_AUTH_LEEWAY`` (seconds, at most 30)."""
+        ``LOCKGATE_AUTH_LEEWAY`` (seconds, at most 30) and ``LOCKGATE_AUTH_TOKEN_URL``
+        (for the docs' Authorize button; default ``<issuer>/oauth/token``)."""
         if "lockgate.auth" in app.extensions:
             raise RuntimeError("lockgate.Auth is already registered on this app")
-        for key, value in DEFAULTS.items():
-            app.config.setdefault(key, value)
+        apply_settings(app, DEFAULTS)
         issuer = self.options["issuer"] or app.config["LOCKGATE_AUTH_ISSUER"]
         audience = (
             self.options["audience"]
@@ -95,6 +109,9 @@ class Auth:
             audience=str(audience),
             load_jwks=load,
             leeway=int(app.config["LOCKGATE_AUTH_LEEWAY"]),
+        )
+        app.config["LOCKGATE_AUTH_TOKEN_URL"] = (
+            app.config["LOCKGATE_AUTH_TOKEN_URL"] or f"{str(issuer).rstrip('/')}/oauth/token"
         )
 
 
@@ -192,6 +209,12 @@ def require_scope(scope: str, *, methods: Iterable[str] | None = None) -> Callab
                     check_scope(scope)
 
             target.before_request(guard)
+            # Each registration's name, for the OpenAPI documents' ``security``.
+            target.record(
+                lambda setup: setup.app.extensions.setdefault(_BLUEPRINT_SCOPES, []).append(
+                    (f"{setup.name_prefix}.{setup.name}".lstrip("."), chosen, scope)
+                )
+            )
             return target
 
         view: Callable[..., Any] = target  # type: ignore[assignment]
@@ -202,6 +225,42 @@ def require_scope(scope: str, *, methods: Iterable[str] | None = None) -> Callab
                 check_scope(scope)
             return view(*args, **kwargs)
 
+        setattr(guarded, SCOPES_ATTR, [*getattr(view, SCOPES_ATTR, []), (chosen, scope)])
         return guarded  # type: ignore[return-value]
 
     return decorate
+
+
+def required_scopes(app: Flask, endpoint: str, method: str) -> list[str]:
+    """The scopes :func:`require_scope` asks of ``method`` on ``endpoint``
+    (for the OpenAPI documents' ``security``)."""
+    found = []
+    view = app.view_functions.get(endpoint)
+    for methods, scope in getattr(view, SCOPES_ATTR, ()):
+        if methods is None or method in methods:
+            found.append(scope)
+    for name, methods, scope in app.extensions.get(_BLUEPRINT_SCOPES, ()):
+        if endpoint.startswith(name + ".") and (methods is None or method in methods):
+            found.append(scope)
+    return sorted(set(found))
+
+
+def security_scheme(app: Flask) -> dict[str, Any] | None:
+    """The OAuth 2.0 client credentials scheme of ``app``'s tokens (OpenAPI's
+    ``securitySchemes`` entry: Swagger UI's Authorize button), or ``None``
+    without :class:`Auth`."""
+    if "lockgate.auth" not in app.extensions:
+        return None
+    scopes = {scope for _, _, scope in app.extensions.get(_BLUEPRINT_SCOPES, ())}
+    for view in app.view_functions.values():
+        scopes.update(scope for _, scope in getattr(view, SCOPES_ATTR, ()))
+    return {
+        "type": "oauth2",
+        "description": "OAuth 2.0 client credentials: an access token from the auth service.",
+        "flows": {
+            "clientCredentials": {
+                "tokenUrl": app.config["LOCKGATE_AUTH_TOKEN_URL"],
+                "scopes": {scope: f"the {scope} scope" for scope in sorted(scopes)},
+            }
+        },
+    }

@@ -9,10 +9,16 @@ knows the key that signs after the next one (a new token works at once,
 without waiting for a refetch). A retired key's public half stays in the JWKS
 until every token it signed has expired (the longest token lifetime plus the
 verifiers' leeway after its retirement), then its files go.
+
+``jwks.json`` beside them is the public JWKS as of the last change, for
+verifiers on the same machine (``LOCKGATE_AUTH_JWKS_FILE``): the one-machine
+fleet reads it instead of calling itself over HTTP. Changes take an
+exclusive ``flock``, so two workers starting at once make one signing key.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -29,6 +35,8 @@ def _moment(value: str | None) -> datetime | None:
 
 
 INDEX = "keys.json"
+#: The public JWKS, rewritten on every change.
+PUBLIC = "jwks.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,15 +101,37 @@ class KeyStore:
         keys = [key for key in self.stored() if key.retired is None and key.activated is not None]
         if keys:
             return keys[-1]
-        return self.rotate(now)
+        with self._locked():
+            # Another process may have made it while this one waited.
+            keys = [k for k in self.stored() if k.retired is None and k.activated is not None]
+            return keys[-1] if keys else self._rotate(now)
 
     def rotate(self, now: datetime | None = None) -> SigningKey:
         """Retire the signing key, let the next (already published) one sign,
         and publish a new next one; keys retired longer than :attr:`retain`
         ago are deleted. Returns the key that signs now."""
+        with self._locked():
+            return self._rotate(now)
+
+    def _locked(self) -> Any:
+        """An exclusive lock on the directory, across processes."""
+        from contextlib import contextmanager
+
+        @contextmanager
+        def hold() -> Any:
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(self.directory, 0o700)
+            descriptor = os.open(self.directory / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(descriptor)  # releases the lock
+
+        return hold()
+
+    def _rotate(self, now: datetime | None) -> SigningKey:
         moment = now or datetime.now(UTC)
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(self.directory, 0o700)
         index = self._index()
         for entry in index.values():
             if entry.get("activated") and entry.get("retired") is None:
@@ -112,6 +142,7 @@ class KeyStore:
         self._make(index, moment)  # the next one, published from now on
         self._prune(index, moment)
         self._write_index(index)
+        self._write_public(moment)
         return next(key for key in self.stored() if key.kid == signing)
 
     def _make(self, index: dict[str, Any], moment: datetime) -> str:
@@ -165,4 +196,11 @@ class KeyStore:
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps(index, indent=2))
         os.chmod(temporary, 0o600)
+        os.replace(temporary, path)
+
+    def _write_public(self, now: datetime) -> None:
+        path = self.directory / PUBLIC
+        temporary = path.with_suffix(".tmp-public")
+        temporary.write_text(json.dumps(self.jwks(now), indent=2))
+        os.chmod(temporary, 0o644)  # public keys: any verifier may read them
         os.replace(temporary, path)

@@ -14,10 +14,8 @@ their ``exp``, so a busy client's token is checked once, not per request.
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
-import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,6 +28,10 @@ __all__ = ["MAX_TOKEN_BYTES", "Client", "InvalidToken", "TokenVerifier"]
 MAX_TOKEN_BYTES = 8192
 #: The soonest an unknown ``kid`` fetches the JWKS again.
 REFETCH_INTERVAL = 30.0
+#: How long fetched keys are used before the next token refreshes them (the
+#: issuer's ``Cache-Control: max-age``): a key published ahead of a rotation
+#: is known by then, and a key withdrawn is dropped.
+KEYS_MAX_AGE = 60.0
 #: The most leeway on ``exp``, ``nbf`` and ``iat``.
 MAX_LEEWAY = 30
 _FORBIDDEN_HEADERS = ("jku", "x5u", "x5c", "jwk")
@@ -60,11 +62,12 @@ class _Keys:
 
     def get(self, kid: str) -> Any:
         key = self.keys.get(kid)
-        if key is not None:
+        if key is not None and time.monotonic() - self.fetched < KEYS_MAX_AGE:
             return key
         with self.lock:
+            age = time.monotonic() - self.fetched
             key = self.keys.get(kid)
-            if key is None and time.monotonic() - self.fetched >= REFETCH_INTERVAL:
+            if (key is None and age >= REFETCH_INTERVAL) or age >= KEYS_MAX_AGE:
                 self.refresh()
                 key = self.keys.get(kid)
         return key
@@ -88,14 +91,20 @@ class _Keys:
 
 
 def url_loader(url: str, timeout: float = 5.0) -> Callable[[], Mapping[str, Any]]:
-    """A JWKS loader over HTTP(S)."""
+    """A JWKS loader over HTTP(S): PyJWT's :class:`~jwt.PyJWKClient` fetches,
+    and :class:`_Keys` decides when (PyJWKClient alone refetches on every
+    unknown ``kid``, and drops its keys when a fetch fails)."""
+    from jwt import PyJWKClient
+    from jwt.exceptions import PyJWKClientError
+
+    client = PyJWKClient(url, cache_jwk_set=False, cache_keys=False, timeout=timeout)
 
     def load() -> Mapping[str, Any]:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            if response.status != 200:
-                raise OSError(f"{url} answered {response.status}")
-            document: Mapping[str, Any] = json.loads(response.read(1 << 20))
-            return document
+        try:
+            document: Mapping[str, Any] = client.fetch_data()
+        except PyJWKClientError as error:
+            raise OSError(str(error)) from None
+        return document
 
     return load
 

@@ -79,7 +79,11 @@ def main() -> None:
 @click.option("--port", default=8080, show_default=True, type=int)
 @manifest_option
 def run(host: str, port: int, manifest: str) -> None:
-    """Start every service behind one address (development server, threaded)."""
+    """Start every service behind one address (development server, threaded).
+
+    With an auth service in the fleet, the first start creates a development
+    client and prints its id and secret, once.
+    """
     from werkzeug.serving import WSGIRequestHandler, make_server
 
     from ..serving.inputs import guard_input
@@ -89,28 +93,42 @@ def run(host: str, port: int, manifest: str) -> None:
 
     try:
         fleet = load_manifest(manifest)
-        os.environ["LOCKGATE_FLEET"] = str(fleet.root / os.path.basename(manifest))
-        upgrade_fleet(fleet)
-        app = create_fleet_app(manifest)
     except ConfigurationError as error:
         _fail(error)
-    # The services log every request as a JSON line; Werkzeug's own line would repeat it.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    os.environ["LOCKGATE_FLEET"] = str(fleet.root / os.path.basename(manifest))
+    # Scraping a development fleet needs no token.
+    os.environ.setdefault("LOCKGATE_METRICS_PUBLIC", "true")
+    # Werkzeug's server always sends its own Date: the app's would be a second one.
+    front: list[Any] = []
+
+    def dispatch(environ: Any, start_response: Any) -> Any:
+        return front[0](environ, start_response)
 
     class Handler(WSGIRequestHandler):
         def version_string(self) -> str:
             # Werkzeug's own names its version and Python's: no need to tell a client.
             return "Werkzeug"
 
-    # A body the server cannot read (a bad chunk) is a 400 with or without a size limit.
-    server = make_server(
-        host, port, _server_dates(guard_input(app)), threaded=True, request_handler=Handler
-    )
+    # Bound first: the issuer's URL holds the port, which may be chosen by the system.
+    server = make_server(host, port, dispatch, threaded=True, request_handler=Handler)
     base = f"http://{host}:{server.port}"
+    try:
+        _issuer_settings(fleet, base)
+        upgrade_fleet(fleet)
+        app = create_fleet_app(manifest)
+    except ConfigurationError as error:
+        server.server_close()
+        _fail(error)
+    # A body the server cannot read (a bad chunk) is a 400 with or without a size limit.
+    front.append(_server_dates(guard_input(app)))
+    # The services log every request as a JSON line; Werkzeug's own line would repeat it.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     click.echo(f"lockgate fleet {fleet.name!r}: {', '.join(s.name for s in fleet.services)}")
     click.echo(f"  docs:     {base}/docs")
     click.echo(f"  versions: {base}/api/versions")
     click.echo(f"  health:   {base}/healthz")
+    if fleet.auth is not None:
+        _development_client(app.apps[fleet.auth], base)
     click.echo("Press Ctrl-C to stop.", err=True)
 
     def stop(signum: int, frame: Any) -> None:
@@ -124,6 +142,60 @@ def run(host: str, port: int, manifest: str) -> None:
     finally:
         server.server_close()
         click.echo("stopped", err=True)
+
+
+def _issuer_settings(fleet: Any, base: str) -> None:
+    """Tell every service of a one-machine fleet who issues its tokens.
+
+    The issuer is the fleet's own address; verifiers read the issuer's public
+    keys from the key directory's ``jwks.json`` (no service calls itself over
+    HTTP), and the keys exist before the first worker starts. Variables set
+    already win: ``LOCKGATE_AUTH_JWKS_URL`` for an issuer elsewhere.
+    """
+    if fleet.auth is None:
+        return
+    from datetime import timedelta
+
+    from ..auth import KeyStore
+    from ..auth.verify import MAX_LEEWAY
+    from .database import auth_keys_dir
+
+    os.environ.setdefault("LOCKGATE_AUTH_ISSUER", base)
+    directory = auth_keys_dir()
+    if not os.environ.get("LOCKGATE_AUTH_JWKS_URL"):
+        os.environ.setdefault("LOCKGATE_AUTH_JWKS_FILE", str(directory / "jwks.json"))
+    KeyStore(directory, retain=timedelta(seconds=600 + MAX_LEEWAY)).current()
+
+
+def _development_client(auth_app: Any, base: str) -> None:
+    """On the first start, make the development client and show its secret once."""
+    from ..auth import client_registry
+
+    registry = client_registry(auth_app)
+    with auth_app.app_context():
+        existing = [c for c in registry.list() if c.name == DEV_CLIENT]
+        if existing:
+            click.echo(
+                f"  client:   {existing[0].id} ({DEV_CLIENT}; its secret was shown on the first "
+                "start; lockgate clients create NAME --scopes ... makes another)"
+            )
+            return
+        scopes = frozenset(auth_app.config.get("LOCKGATE_AUTH_SCOPES") or ())
+        client, secret = registry.create(DEV_CLIENT, scopes)
+    get_token = (
+        f"curl -s -u '{client.id}:{secret}' -d grant_type=client_credentials {base}/oauth/token"
+    )
+    parse = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])'"
+    click.echo(f"Development client {DEV_CLIENT!r} created; its secret is shown only now:")
+    click.echo(f"  client_id:     {client.id}")
+    click.echo(f"  client_secret: {secret}")
+    click.echo(f"  scopes:        {' '.join(sorted(client.scopes))}")
+    click.echo("List users with a token:")
+    click.echo(f'  curl -s -H "Authorization: Bearer $({get_token} | {parse})" {base}/api/v2/users')
+
+
+#: The client ``lockgate run`` makes on the first start.
+DEV_CLIENT = "dev"
 
 
 @main.command()
@@ -179,6 +251,7 @@ def serve(
         fleet = load_manifest(manifest)
         check_services(s.name for s in fleet.services)
         os.environ["LOCKGATE_FLEET"] = str(fleet.root / os.path.basename(manifest))
+        _issuer_settings(fleet, f"http://{bind}")
         # Workers import services from the manifest's folder.
         os.environ["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(fleet.root), os.environ.get("PYTHONPATH")])
@@ -222,6 +295,10 @@ def versions(service: str | None, manifest: str) -> None:
         console = table_console()
         for item in chosen:
             app = load_service_app(item.app)
+            if "lockgate" not in app.extensions:
+                if service:
+                    raise click.ClickException(f"{item.name} serves no API versions")
+                continue  # the auth service: OAuth endpoints, not a versioned API
             console.print(versions_table(get_state(app), title=item.name))
     except ConfigurationError as error:
         _fail(error)
@@ -358,6 +435,10 @@ def _snapshot_pairs(
     pairs = []
     for name in names:
         app = _service_app(name, manifest)
+        if "lockgate" not in app.extensions:
+            if service:
+                raise click.ClickException(f"{name} serves no API versions")
+            continue  # not versioned (the auth service): nothing released to guard
         state = get_state(app)
         now = state.clock()
         statuses = state.bundle.snapshot(now).statuses
@@ -398,10 +479,9 @@ def _key_store(directory: str | None, token_ttl: int) -> Any:
 
     from ..auth import KeyStore
     from ..auth.verify import MAX_LEEWAY
-    from .database import data_dir
+    from .database import auth_keys_dir
 
-    chosen = directory or os.environ.get("LOCKGATE_AUTH_KEYS_DIR")
-    path = Path(chosen) if chosen else data_dir() / "auth-keys"
+    path = Path(directory) if directory else auth_keys_dir()
     # A retired key stays published until the last token it signed has expired.
     return KeyStore(path, retain=timedelta(seconds=token_ttl + MAX_LEEWAY))
 
@@ -440,6 +520,129 @@ def keys_list(directory: str | None, token_ttl: int) -> None:
 
 
 @main.group()
+def clients() -> None:
+    """The auth service's OAuth 2.0 clients (in its database)."""
+
+
+def _registry(manifest: str) -> Any:
+    """The fleet's auth service's client registry, its schema upgraded."""
+    from ..auth import client_registry
+    from .database import database_url, upgrade
+    from .front import load_service_app
+    from .manifest import load_manifest
+
+    try:
+        fleet = load_manifest(manifest)
+        if fleet.auth is None:
+            raise ConfigurationError(f"{manifest} has no auth service ([fleet] auth = ...)")
+        service = fleet.service(fleet.auth)
+        if service.migrations is not None:
+            upgrade(service.migrations, database_url(service.name))
+        app = load_service_app(service.app)
+    except ConfigurationError as error:
+        _fail(error)
+    return app, client_registry(app)
+
+
+def _scopes(value: str) -> frozenset[str]:
+    return frozenset(part for part in value.replace(" ", ",").split(",") if part)
+
+
+@clients.command("create")
+@click.argument("name")
+@click.option("--scopes", required=True, help="Comma-separated: users:read,users:write.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@manifest_option
+def clients_create(name: str, scopes: str, as_json: bool, manifest: str) -> None:
+    """Make a client; prints its id and its secret, which is shown only this once."""
+    import json
+
+    if not 1 <= len(name) <= 100 or not name.isprintable():
+        raise click.BadParameter("1 to 100 printable characters", param_hint="NAME")
+    app, registry = _registry(manifest)
+    wanted = _scopes(scopes)
+    known = frozenset(app.config.get("LOCKGATE_AUTH_SCOPES") or ())
+    if not wanted or (known and not wanted <= known):
+        unknown = ", ".join(sorted(wanted - known)) or "none given"
+        raise click.BadParameter(
+            f"unknown scopes: {unknown} (known: {', '.join(sorted(known))})",
+            param_hint="--scopes",
+        )
+    with app.app_context():
+        client, secret = registry.create(name, wanted)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "client_id": client.id,
+                    "client_secret": secret,
+                    "name": client.name,
+                    "scopes": sorted(client.scopes),
+                }
+            )
+        )
+    else:
+        click.echo(f"client_id: {client.id}")
+        click.echo(f"client_secret: {secret}")
+        click.echo(f"scopes: {' '.join(sorted(client.scopes))}")
+    click.echo("Keep the secret now: it is stored only as a hash, never shown again.", err=True)
+
+
+@clients.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@manifest_option
+def clients_list(as_json: bool, manifest: str) -> None:
+    """Every client: id, name, scopes, made and revoked when (never a secret)."""
+    import json
+
+    from rich.table import Table
+
+    from ..openapi import table_console
+
+    app, registry = _registry(manifest)
+    with app.app_context():
+        found = registry.list()
+    rows = [
+        {
+            "client_id": c.id,
+            "name": c.name,
+            "scopes": sorted(c.scopes),
+            "created_at": c.created_at.isoformat(),
+            "revoked_at": None if c.revoked_at is None else c.revoked_at.isoformat(),
+        }
+        for c in found
+    ]
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    table = Table(title="OAuth 2.0 clients")
+    for column in ("client_id", "name", "scopes", "created_at", "revoked_at"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            row["client_id"],
+            row["name"],
+            " ".join(row["scopes"]),
+            row["created_at"],
+            row["revoked_at"] or "",
+        )
+    table_console().print(table)
+
+
+@clients.command("revoke")
+@click.argument("client_id")
+@manifest_option
+def clients_revoke(client_id: str, manifest: str) -> None:
+    """Revoke a client: it gets no new token (those it has expire on their own)."""
+    app, registry = _registry(manifest)
+    with app.app_context():
+        found = registry.revoke(client_id)
+    if not found:
+        raise click.ClickException(f"no client {client_id!r}")
+    click.echo(f"revoked {client_id}")
+
+
+@main.group()
 def db() -> None:
     """The services' databases."""
 
@@ -468,9 +671,15 @@ def upgrade(manifest: str) -> None:
     help="A running fleet; its /usage answers from Redis or from its process.",
 )
 @click.option("--service", help="One service (default: all).")
-def usage(url: str, service: str | None) -> None:
+@click.option(
+    "--token",
+    envvar="LOCKGATE_TOKEN",
+    help="An access token with ops:read (or $LOCKGATE_TOKEN): /usage is for operators.",
+)
+def usage(url: str, service: str | None, token: str | None) -> None:
     """Which clients still call deprecated versions: how often, when last."""
     import json
+    import urllib.error
     import urllib.request
 
     from rich.table import Table
@@ -478,9 +687,18 @@ def usage(url: str, service: str | None) -> None:
     from ..openapi import table_console
 
     target = f"{url.rstrip('/')}/usage" + (f"?service={service}" if service else "")
+    asking = urllib.request.Request(target)
+    if token:
+        asking.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(target, timeout=10) as response:
+        with urllib.request.urlopen(asking, timeout=10) as response:
             rows = json.load(response)
+    except urllib.error.HTTPError as error:
+        if error.code in (401, 403):
+            raise click.ClickException(
+                f"{target} answered {error.code}: give --token (a token with ops:read)"
+            ) from None
+        raise click.ClickException(f"cannot read {target}: {error}") from None
     except OSError as error:
         raise click.ClickException(f"cannot read {target}: {error}") from None
     table = Table(title="Calls to deprecated versions")

@@ -14,6 +14,8 @@ from .manifest import Fleet, Service
 
 __all__ = [
     "DATA_DIR_ENV",
+    "KEYS_DIR_ENV",
+    "auth_keys_dir",
     "data_dir",
     "database_url",
     "normalize_url",
@@ -22,6 +24,8 @@ __all__ = [
 ]
 
 DATA_DIR_ENV = "LOCKGATE_DATA_DIR"
+#: Where the auth service's signing keys are, if not in the data directory.
+KEYS_DIR_ENV = "LOCKGATE_AUTH_KEYS_DIR"
 
 
 def data_dir() -> Path:
@@ -29,6 +33,13 @@ def data_dir() -> Path:
     folder = Path(os.environ.get(DATA_DIR_ENV) or ".lockgate").resolve()
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def auth_keys_dir() -> Path:
+    """The auth service's signing keys: ``$LOCKGATE_AUTH_KEYS_DIR``, else the
+    data directory's ``auth-keys/`` (never the repository)."""
+    chosen = os.environ.get(KEYS_DIR_ENV)
+    return Path(chosen).resolve() if chosen else data_dir() / "auth-keys"
 
 
 def normalize_url(url: str) -> str:

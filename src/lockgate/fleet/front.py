@@ -1,8 +1,9 @@
 """One WSGI app for the whole fleet: each request goes to the service owning its path.
 
 ``/api/users``, ``/api/v1/users/5`` and ``/api/v2/users?cursor=...`` all go to
-the service whose manifest entry lists ``/users``; any other path (health,
-docs, the version catalog) goes to the fleet's default service. This is the
+the service whose manifest entry lists ``/users``; ``/oauth/token`` to the one
+whose ``root_paths`` list ``/oauth``; any other path (health, docs, the
+version catalog) goes to the fleet's default service. This is the
 in-process stand-in for the gateway, which routes by the same manifest.
 """
 
@@ -44,9 +45,21 @@ class FleetApp:
             for service in fleet.services
             for path in service.paths
         }
+        #: Longest first, so ``/a/b`` wins over ``/a``.
+        self.roots = sorted(
+            (
+                (path, apps[service.name])
+                for service in fleet.services
+                for path in service.root_paths
+            ),
+            key=lambda item: -len(item[0]),
+        )
 
     def app_for(self, path: str) -> WSGIApplication:
         if not path.startswith(self.prefix):
+            for root, app in self.roots:
+                if path == root or path.startswith(root + "/"):
+                    return app
             return self.default
         first, _, rest = path[len(self.prefix) :].partition("/")
         if _VERSION_SEGMENT.fullmatch(first) and rest:

@@ -5,12 +5,18 @@
     [fleet]
     name = "lockgate"
     default = "users"            # answers the shared paths: /healthz, /docs, /api/versions
+    auth = "auth"                # issues the tokens (default: the service named auth)
 
     [services.users]
     app = "services.users:create_app"
     paths = ["/users"]           # resources under /api and /api/v{N}
     replicas = 2
     migrations = "services/users/migrations"
+
+    [services.auth]
+    app = "services.auth:create_app"
+    root_paths = ["/oauth", "/.well-known"]   # owned outside /api
+    migrations = "services/auth/migrations"
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ class Service:
     #: The resource paths it owns below the API prefix (``/users``).
     paths: tuple[str, ...]
     replicas: int = 1
+    #: Path prefixes it owns outside the API prefix (``/oauth``, ``/.well-known``).
+    root_paths: tuple[str, ...] = ()
     #: Alembic script directory, relative to the manifest, if it has a database.
     migrations: Path | None = None
 
@@ -53,6 +61,8 @@ class Fleet:
     default: str
     #: The folder holding the manifest; service modules import from here.
     root: Path
+    #: The service issuing the fleet's tokens, if the fleet has one.
+    auth: str | None = None
 
     def service(self, name: str) -> Service:
         for service in self.services:
@@ -87,7 +97,7 @@ def load_manifest(path: str | os.PathLike[str] | None = None) -> Fleet:
         where = f"{manifest.name} [services.{name}]"
         if not isinstance(table, dict) or not isinstance(table.get("app"), str):
             raise ConfigurationError(f"{where}: app = 'module:factory' is required")
-        unknown = set(table) - {"app", "paths", "replicas", "migrations"}
+        unknown = set(table) - {"app", "paths", "root_paths", "replicas", "migrations"}
         if unknown:
             raise ConfigurationError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
         paths = tuple("/" + str(p).strip("/") for p in table.get("paths", ()))
@@ -95,6 +105,15 @@ def load_manifest(path: str | os.PathLike[str] | None = None) -> Fleet:
             if owned in owners:
                 raise ConfigurationError(f"{where}: {owned} is already owned by {owners[owned]}")
             owners[owned] = name
+        root_paths = tuple("/" + str(p).strip("/") for p in table.get("root_paths", ()))
+        for owned in root_paths:
+            if owned == "/" or owned == "/api" or owned.startswith("/api/"):
+                raise ConfigurationError(f"{where}: root_paths may not be / or under /api")
+            if f"root:{owned}" in owners:
+                raise ConfigurationError(
+                    f"{where}: {owned} is already owned by {owners[f'root:{owned}']}"
+                )
+            owners[f"root:{owned}"] = name
         replicas = table.get("replicas", 1)
         if not isinstance(replicas, int) or replicas < 1:
             raise ConfigurationError(f"{where}: replicas must be a positive integer")
@@ -105,6 +124,7 @@ def load_manifest(path: str | os.PathLike[str] | None = None) -> Fleet:
                 app=table["app"],
                 paths=paths,
                 replicas=replicas,
+                root_paths=root_paths,
                 migrations=None if migrations is None else root / migrations,
             )
         )
@@ -112,13 +132,18 @@ def load_manifest(path: str | os.PathLike[str] | None = None) -> Fleet:
         raise ConfigurationError(f"{manifest}: no [services.*] table")
     fleet_table = data.get("fleet") or {}
     default = fleet_table.get("default", services[0].name)
+    names = {service.name for service in services}
+    auth = fleet_table.get("auth", "auth" if "auth" in names else None)
     fleet = Fleet(
         name=fleet_table.get("name", root.name),
         services=tuple(services),
         default=default,
         root=root,
+        auth=auth,
     )
     fleet.service(default)  # must exist
+    if auth is not None:
+        fleet.service(auth)
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     return fleet

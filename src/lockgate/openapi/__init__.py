@@ -1,8 +1,9 @@
 """OpenAPI: one document per version, the catalog, the changelog, ``/docs``, ``flask api``.
 
-The rule of this folder: it reads versioning's state and the URL map, and
-nothing reads it back. Versioning does not import it; importing it (as
-``lockgate`` does) hooks :func:`setup` into every ``Versioning.init_app``.
+The rule of this folder: it reads versioning's state, the URL map and the
+scopes views require (``lockgate.auth``), and nothing reads it back.
+Versioning does not import it; importing it (as ``lockgate`` does) hooks
+:func:`setup` into every ``Versioning.init_app``.
 """
 
 from __future__ import annotations

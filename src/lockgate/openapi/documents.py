@@ -16,6 +16,7 @@ from typing import Any
 from flask import Flask
 from pydantic import BaseModel, TypeAdapter
 
+from ..auth import required_scopes, security_scheme
 from ..versioning import Version, VersioningState, VersionStatus
 from ..versioning.versions import Label
 from ..views import NEUTRAL_ATTR, OPERATION_ATTR, SERVED_ATTR, Operation, operation
@@ -123,9 +124,11 @@ def build_openapi(
             methods &= served  # the rest is the head's, not this version's
         for method in sorted(methods):
             operation_id = _unique(f"{original}_{method.lower()}", tag, taken)
-            paths.setdefault(path, {})[method.lower()] = _operation(
-                doc, view, method, parameters, schemas, status, operation_id, tag
-            )
+            op = _operation(doc, view, method, parameters, schemas, status, operation_id, tag)
+            scopes = required_scopes(app, rule.endpoint, method)
+            if scopes:
+                _secure(op, scopes)
+            paths.setdefault(path, {})[method.lower()] = op
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -137,7 +140,21 @@ def build_openapi(
         "components": {"schemas": schemas.components},
         "x-lifecycle": lifecycle(version, status),
     }
+    scheme = security_scheme(app)
+    if scheme is not None:
+        document["components"]["securitySchemes"] = {"oauth2": scheme}
     return document
+
+
+def _secure(op: dict[str, Any], scopes: list[str]) -> None:
+    """A guarded operation: its scopes, and the 401 and 403 it can answer."""
+    op["security"] = [{"oauth2": scopes}]
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    responses = op["responses"]
+    default = responses.pop("default")
+    responses.setdefault("401", {"description": "Missing or invalid token", "content": problem})
+    responses.setdefault("403", {"description": "The token lacks the scope", "content": problem})
+    op["responses"] = dict(sorted(responses.items())) | {"default": default}
 
 
 def _unique(operation_id: str, tag: str, taken: set[str]) -> str:

@@ -28,7 +28,7 @@ from .health import Health
 from .logs import RequestLogs
 from .memcached import MemcachedCache
 from .metrics import Metrics
-from .ratelimit import RateLimits, limit, ride
+from .ratelimit import RateLimits, limit, ride, spend
 from .redis import redis_client
 from .requestid import RequestIds, request_id
 from .security import Security
@@ -53,6 +53,7 @@ __all__ = [
     "limit",
     "request_id",
     "set_client",
+    "spend",
 ]
 
 

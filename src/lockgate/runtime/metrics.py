@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from prometheus_client import (
     CONTENT_TYPE_PLAIN_0_0_4,
     CollectorRegistry,
@@ -27,11 +27,12 @@ from prometheus_client import (
     multiprocess,
 )
 
+from ..auth import check_scope
 from ..versioning import request_version
 from ..versioning.middleware import route_template
 from ..views import cache_control, mark_neutral
 from .callers import BoundedLabels, client_label
-from .settings import service_name, settle
+from .settings import enabled, service_name, settle
 
 __all__ = ["METHODS", "Metrics", "method_label"]
 
@@ -89,7 +90,8 @@ class Metrics:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        """Reads ``LOCKGATE_SERVICE`` and ``LOCKGATE_METRICS_URL`` (``/metrics``)."""
+        """Reads ``LOCKGATE_SERVICE``, ``LOCKGATE_METRICS_URL`` (``/metrics``) and
+        ``LOCKGATE_METRICS_PUBLIC`` (False: scraping needs a token with ``ops:read``)."""
         if "lockgate.metrics" in app.extensions:
             raise RuntimeError("lockgate.Metrics is already registered on this app")
         settle(app)
@@ -132,6 +134,8 @@ class Metrics:
 
 
 def metrics_view() -> Response:
+    if not enabled(current_app.config["LOCKGATE_METRICS_PUBLIC"]):
+        check_scope("ops:read")
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

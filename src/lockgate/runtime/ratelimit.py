@@ -38,7 +38,7 @@ from .callers import client_key
 from .redis import redis_client
 from .settings import service_name, settle
 
-__all__ = ["RateLimits", "Rider", "limit", "ride"]
+__all__ = ["RateLimits", "Rider", "limit", "ride", "spend"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 #: Another extension's Redis reads for this request: the keys to ``MGET`` and
@@ -244,6 +244,31 @@ def _check() -> None:
         values = values[len(keys) :]
     remaining = max(0, item.amount - count)
     g.lockgate_rate_limit = (item.amount, remaining, reset)
+    if count > item.amount:
+        raise Problem(
+            429,
+            f"rate limit of {item} exceeded; retry in {reset} s",
+            code="RateLimited",
+            headers={"Retry-After": str(max(1, reset)), **_fields(item.amount, 0, reset)},
+        )
+
+
+def spend(value: str, key: str) -> None:
+    """Count this request against ``key``'s own budget of ``value`` (``"20/minute"``).
+
+    For budgets a view keys itself, as the token endpoint does per client id
+    and per address: on the app's counters (Redis when shared), failing open
+    as the limiter does.
+
+    :raises Problem: 429 ``RateLimited`` with ``Retry-After`` once it is spent.
+    """
+    state: _LimitState = current_app.extensions["lockgate.ratelimit"]
+    item = state.routes.get(value) or state.routes.setdefault(value, parse(value))
+    try:
+        count, reset, _ = state.count(item, f"spend:{key}", [])
+    except Exception as error:  # Redis down: fail open, loudly
+        logger.warning("rate limiting is off, its storage failed: %s", error)
+        return
     if count > item.amount:
         raise Problem(
             429,

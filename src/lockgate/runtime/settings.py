@@ -14,7 +14,7 @@ from flask import Flask
 
 from ..config import apply_settings
 
-__all__ = ["DEFAULTS", "service_name", "settle"]
+__all__ = ["DEFAULTS", "enabled", "service_name", "settle"]
 
 DEFAULTS: dict[str, Any] = {
     # Shared state across workers: limits, cached reads, usage, readiness.
@@ -27,6 +27,8 @@ DEFAULTS: dict[str, Any] = {
     "LOCKGATE_TRUSTED_HOSTS": None,
     "LOCKGATE_ACCESS_LOG": True,
     "LOCKGATE_METRICS_URL": "/metrics",
+    # False: /metrics needs a token with ops:read (`lockgate run` sets it true).
+    "LOCKGATE_METRICS_PUBLIC": False,
     "LOCKGATE_HEALTH_URL": "/healthz",
     "LOCKGATE_READY_URL": "/readyz",
     "LOCKGATE_CACHE_ENABLED": True,
@@ -53,3 +55,10 @@ def settle(app: Flask, given: dict[str, Any] | None = None) -> None:
 def service_name(app: Flask) -> str:
     """The service's name: ``LOCKGATE_SERVICE`` or the app's name."""
     return str(app.config.get("LOCKGATE_SERVICE") or app.name)
+
+
+def enabled(value: Any) -> bool:
+    """A switch from config or the environment: ``true``/``1``/``yes`` (any case)."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes", "on")
+    return bool(value)

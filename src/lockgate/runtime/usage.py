@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import redis
 from flask import Flask, Response, current_app, jsonify, request
 
+from ..auth import check_scope
 from ..versioning import request_version
 from ..views import cache_control, mark_neutral
 from .callers import OTHER, client_label
@@ -151,6 +152,8 @@ def report(app: Flask) -> list[UsageRow]:
 
 
 def usage_view() -> Response:
+    # Which clients call what: for operators only.
+    check_scope("ops:read")
     rows = report(current_app._get_current_object())  # type: ignore[attr-defined]
     if request.args.get("service"):
         rows = [row for row in rows if row.service == request.args["service"]]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import random
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,28 +19,54 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from lockgate.auth import KeyStore
 from lockgate.fleet.database import upgrade
 from services.users import create_app, v1, v2, web
+from tests.tokens import ISSUER, mint
 
 MIGRATIONS = Path(__file__).resolve().parents[3] / "services" / "users" / "migrations"
 
 
+#: What a client that reads and writes users holds.
+READ_WRITE = "users:read users:write"
+
+
 @pytest.fixture
-def make_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+def keys(tmp_path: Path) -> KeyStore:
+    return KeyStore(tmp_path / "keys", retain=timedelta(minutes=11))
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keys: KeyStore) -> Any:
     monkeypatch.setenv("LOCKGATE_DATA_DIR", str(tmp_path))
     url = f"sqlite:///{tmp_path / 'users.db'}"
     upgrade(MIGRATIONS, url)
+    keys.current()  # writes the public jwks.json the service reads
 
     def make(**config: Any) -> Flask:
-        return create_app({"DATABASE_URL": url, "TESTING": True, **config})
+        return create_app(
+            {
+                "DATABASE_URL": url,
+                "TESTING": True,
+                "LOCKGATE_AUTH_ISSUER": ISSUER,
+                "LOCKGATE_AUTH_JWKS_FILE": str(keys.directory / "jwks.json"),
+                **config,
+            }
+        )
 
     return make
 
 
+def authorized(app: Flask, keys: KeyStore, scope: str = READ_WRITE) -> FlaskClient:
+    """A test client whose every request carries a token for ``scope``."""
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {mint(keys, scope=scope)}"
+    return client
+
+
 @pytest.fixture
-def client(make_app: Any) -> FlaskClient:
-    app: Flask = make_app()
-    return app.test_client()
+def client(make_app: Any, keys: KeyStore) -> FlaskClient:
+    return authorized(make_app(), keys)
 
 
 def test_config_order_defaults_then_environment_then_test_config(
@@ -97,8 +124,8 @@ def test_client_errors_are_problems(client: FlaskClient) -> None:
     assert client.get("/api/v1/users?offset=9223372036854775807").json == []
 
 
-def test_only_trusted_hosts_are_served(make_app: Any) -> None:
-    client = make_app(LOCKGATE_TRUSTED_HOSTS=["users.example"]).test_client()
+def test_only_trusted_hosts_are_served(make_app: Any, keys: KeyStore) -> None:
+    client = authorized(make_app(LOCKGATE_TRUSTED_HOSTS=["users.example"]), keys)
     assert client.get("http://users.example/api/v2/users").status_code == 200
     refused = client.get("http://evil.example/api/v2/users")
     assert refused.status_code == 400
@@ -142,3 +169,68 @@ def test_every_cursor_the_pattern_admits_is_one_position_and_back() -> None:
             assert 0 <= after <= 2**63 - 1
             assert v2.encode_cursor(after) == text
     assert admitted > 500
+
+
+def test_every_version_needs_users_read_to_read_and_users_write_to_write(
+    make_app: Any, keys: KeyStore
+) -> None:
+    app = make_app()
+    user = authorized(app, keys).post(
+        "/api/v2/users", json={"first_name": "Ada", "last_name": "King", "email": "ak@b.co"}
+    )
+    assert user.status_code == 201, user.get_data(as_text=True)
+    anonymous = app.test_client()
+    reader = authorized(app, keys, "users:read")
+    writer = authorized(app, keys, "users:write")
+    for version in ("1", "2"):
+        one = f"/api/v{version}/users/{user.json['id']}"
+        writes = [
+            ("POST", f"/api/v{version}/users", {"email": "x@b.co"}),
+            ("PATCH", one, {"email": "y@b.co"}),
+            ("DELETE", one, None),
+        ]
+        for method, url, body in [("GET", f"/api/v{version}/users", None), ("GET", one, None)]:
+            refused = anonymous.open(url, method=method)
+            assert refused.status_code == 401, url
+            assert refused.mimetype == "application/problem+json"
+            assert refused.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
+            wrong = writer.open(url, method=method)
+            assert wrong.status_code == 403 and wrong.json["scope"] == "users:read", url
+            assert reader.open(url, method=method).status_code == 200, url
+        for method, url, body in writes:
+            assert anonymous.open(url, method=method, json=body).status_code == 401, url
+            wrong = reader.open(url, method=method, json=body)
+            assert wrong.status_code == 403, (method, url)
+            assert 'error="insufficient_scope", scope="users:write"' in (
+                wrong.headers["WWW-Authenticate"]
+            )
+    # The unversioned path is the default version's, under the same rule.
+    assert anonymous.get("/api/users").status_code == 401
+    assert reader.get("/api/users").status_code == 200
+
+
+def test_public_paths_usage_and_metrics(make_app: Any, keys: KeyStore) -> None:
+    app = make_app()
+    anonymous = app.test_client()
+    for path in ("/healthz", "/readyz", "/api/versions", "/api/v2/openapi.json", "/docs"):
+        assert anonymous.get(path).status_code == 200, path
+    assert anonymous.get("/usage").status_code == 401
+    assert authorized(app, keys, "users:read").get("/usage").status_code == 403
+    assert authorized(app, keys, "ops:read").get("/usage").status_code == 200
+    # /metrics needs ops:read unless LOCKGATE_METRICS_PUBLIC says otherwise.
+    assert anonymous.get("/metrics").status_code == 401
+    assert authorized(app, keys, "ops:read").get("/metrics").status_code == 200
+    assert make_app(LOCKGATE_METRICS_PUBLIC=True).test_client().get("/metrics").status_code == 200
+
+
+def test_the_documents_say_which_scope_each_operation_needs(client: FlaskClient) -> None:
+    document = client.get("/api/v2/openapi.json").json
+    assert document is not None
+    scheme = document["components"]["securitySchemes"]["oauth2"]
+    flow = scheme["flows"]["clientCredentials"]
+    assert flow["tokenUrl"] == f"{ISSUER}/oauth/token"
+    assert set(flow["scopes"]) == {"users:read", "users:write"}
+    operations = document["paths"]["/api/v2/users/{user_id}"]
+    assert operations["get"]["security"] == [{"oauth2": ["users:read"]}]
+    assert operations["patch"]["security"] == [{"oauth2": ["users:write"]}]
+    assert {"401", "403"} <= set(operations["delete"]["responses"])

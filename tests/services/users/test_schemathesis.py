@@ -26,6 +26,10 @@ VERSIONS = ("1", "2")
 @pytest.mark.parametrize("version", VERSIONS)
 def test_schemathesis_finds_nothing(fleet: Fleet, version: str, tmp_path: Path) -> None:
     output = schemathesis(
-        f"{fleet.base}/api/v{version}/openapi.json", seed=SEED, max_time=MAX_TIME, cwd=tmp_path
+        f"{fleet.base}/api/v{version}/openapi.json",
+        seed=SEED,
+        max_time=MAX_TIME,
+        cwd=tmp_path,
+        token=fleet.token(),
     )
     assert "Tested: 5" in output, output[-5000:]
