@@ -634,3 +634,22 @@ def test_a_generated_document() -> None:
     new = copy.deepcopy(document)
     del new["components"]["schemas"]["Address"]["properties"]["city"]
     assert only(document, new).field == "address.city"
+
+
+def test_a_token_newly_required_or_a_scope_added_is_breaking() -> None:
+    read = [{"oauth2": ["users:read"]}]
+    expect(only(api(), api(security=read)), "security-tightened", True, "security")
+    both = [{"oauth2": ["users:read", "users:write"]}]
+    expect(only(api(security=read), api(security=both)), "security-tightened", True, "security")
+    # Fewer scopes, an alternative added, or none at all: every old client still passes.
+    expect(only(api(security=both), api(security=read)), "security-relaxed", False, "security")
+    either = [*read, {"apiKey": []}]
+    expect(only(api(security=read), api(security=either)), "security-relaxed", False, "security")
+    expect(only(api(security=read), api(security=None)), "security-relaxed", False, "security")
+    # The document's own requirement applies to operations that declare none.
+    documented = api()
+    documented["security"] = read
+    assert [d.operation for d in diff_documents(documented, api(security=read))] == [
+        f"GET {USERS}"  # which the document's requirement covered, and now nothing does
+    ]
+    assert has_breaking(diff_documents(api(), documented))

@@ -257,6 +257,25 @@ def _operations(document: Mapping[str, Any]) -> dict[tuple[str, str], tuple[Any,
     return found
 
 
+def _requirements(op: Any, document: Mapping[str, Any]) -> list[dict[str, frozenset[str]]]:
+    """An operation's security alternatives (its own, else the document's);
+    none declared is one alternative any client meets."""
+    declared = op.get("security", document.get("security"))
+    if not declared:
+        return [{}]
+    return [
+        {name: frozenset(scopes or ()) for name, scopes in dict(item).items()} for item in declared
+    ]
+
+
+def _requirement_text(requirement: Mapping[str, frozenset[str]]) -> str:
+    if not requirement:
+        return "no credentials"
+    return " and ".join(
+        f"{name} {' '.join(sorted(scopes))}".strip() for name, scopes in sorted(requirement.items())
+    )
+
+
 def _parameters(item: Any, op: Any, document: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
     """``(in, name)`` to each parameter; the operation's override the path item's."""
     found: dict[tuple[str, str], Any] = {}
@@ -307,8 +326,32 @@ class _Differ:
                     self.add(required, location, "", f"parameter-made-{state}", f"was made {state}")
                 old_schema, new_schema = _parameter_schema(before), _parameter_schema(after)
                 self.schema(location, "", old_schema, new_schema, True, frozenset())
+        self.security(old[1], new[1])
         self.request_body(old[1], new[1])
         self.responses(old[1], new[1])
+
+    def security(self, old_op: Any, new_op: Any) -> None:
+        """Breaking when a client that met an old requirement meets no new one: a
+        token now required, or a scope added. (Alternatives are ORed, the
+        schemes of one alternative ANDed; ``{}`` is anyone.)"""
+        was = _requirements(old_op, self.old)
+        now = _requirements(new_op, self.new)
+        if was == now:
+            return
+
+        def met(held: dict[str, frozenset[str]]) -> bool:
+            return any(
+                all(name in held and scopes <= held[name] for name, scopes in wanted.items())
+                for wanted in now
+            )
+
+        refused = [held for held in was if not met(held)]
+        needed = " or ".join(_requirement_text(wanted) for wanted in now)
+        if refused:
+            text = f"now needs {needed} (clients with {_requirement_text(refused[0])} are refused)"
+            self.add(True, "security", "", "security-tightened", text)
+        else:
+            self.add(False, "security", "", "security-relaxed", f"now accepts {needed}")
 
     def request_body(self, old_op: Any, new_op: Any) -> None:
         old = _resolve(old_op.get("requestBody"), self.old)
