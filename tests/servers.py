@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -54,9 +55,13 @@ class Fleet:
     `lockgate run` printed on its first start; ``anonymous`` carries none.
     """
 
-    def __init__(self, process: subprocess.Popen[str], base: str, log: Path) -> None:
+    def __init__(
+        self, process: subprocess.Popen[str], base: str, log: Path, env: dict[str, str]
+    ) -> None:
         self.process = process
         self.base = base
+        #: The environment it runs in (its data directory, its database).
+        self.env = env
         #: What the server printed (JSON access log lines among it).
         self.log = log
         self.client_id, self.client_secret = development_client(log.read_text())
@@ -74,6 +79,20 @@ class Fleet:
     def close(self) -> None:
         self.http.close()
         self.anonymous.close()
+
+    def create_client(self, name: str, scopes: str) -> tuple[str, str]:
+        """``lockgate clients create`` in the fleet's environment: (id, secret)."""
+        result = subprocess.run(
+            [str(LOCKGATE), "clients", "create", name, "--scopes", scopes, "--json"],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        made = json.loads(result.stdout)
+        return made["client_id"], made["client_secret"]
 
 
 def development_client(output: str) -> tuple[str, str]:
@@ -132,7 +151,7 @@ def running_fleet(tmp: Path, env: dict[str, str] | None = None) -> Iterator[Flee
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(process, base, tmp / "lockgate-run.log")
-        fleet = Fleet(process, base, tmp / "lockgate-run.log")
+        fleet = Fleet(process, base, tmp / "lockgate-run.log", environment)
         try:
             yield fleet
         finally:

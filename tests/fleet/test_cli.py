@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from openapi_spec_validator import validate
 
-from tests.servers import LOCKGATE, ROOT, Fleet
+from tests.servers import LOCKGATE, ROOT, Fleet, token_for
 
 
 def lockgate(
@@ -87,11 +87,22 @@ def test_usage_reports_clients_of_deprecated_versions(
     tmp_path: Path, start_fleet: Callable[..., Fleet]
 ) -> None:
     fleet = start_fleet()
-    for agent, calls in (("legacy-billing/2.1", 3), ("curl/8.5.0", 1)):
+    billing = fleet.create_client("legacy-billing", "users:read")
+    billing_token = token_for(fleet.base, *billing)
+    # Counted by the token's client id; without a token, by the User-Agent's product.
+    for headers, calls in (
+        ({"Authorization": f"Bearer {billing_token}"}, 3),
+        ({}, 1),
+        ({"Authorization": "", "User-Agent": "curl/8.5.0"}, 1),
+    ):
         for _ in range(calls):
-            assert fleet.http.get("/api/v1/users", headers={"User-Agent": agent}).status_code == 200
+            fleet.http.get("/api/v1/users", headers=headers)
     fleet.http.get("/api/v2/users", headers={"User-Agent": "modern/1"})
-    result = lockgate(tmp_path, "usage", "--url", fleet.base)
+    refused = lockgate(tmp_path, "usage", "--url", fleet.base)
+    assert refused.returncode != 0 and "--token" in refused.stderr
+    reader = lockgate(tmp_path, "usage", "--url", fleet.base, "--token", fleet.token("users:read"))
+    assert reader.returncode != 0 and "403" in reader.stderr
+    result = lockgate(tmp_path, "usage", "--url", fleet.base, "--token", fleet.token("ops:read"))
     assert result.returncode == 0, result.stderr
     rows = [
         [cell.strip() for cell in line.split("│")[1:-1]]
@@ -99,7 +110,11 @@ def test_usage_reports_clients_of_deprecated_versions(
         if "│" in line
     ]
     body = {(row[0], row[1], row[2]): int(row[3]) for row in rows if row and row[0] == "users"}
-    assert body == {("users", "1", "legacy-billing"): 3, ("users", "1", "curl"): 1}
+    assert body == {
+        ("users", "1", billing[0]): 3,
+        ("users", "1", fleet.client_id): 1,
+        ("users", "1", "curl"): 1,
+    }
     down = lockgate(tmp_path, "usage", "--url", "http://127.0.0.1:9")
     assert down.returncode != 0
     assert "cannot read" in down.stderr

@@ -31,8 +31,10 @@ def test_server_header_names_no_version(fleet: Fleet) -> None:
 
 def test_an_unreadable_chunked_body_is_a_400(fleet: Fleet) -> None:
     host, _, port = fleet.base.removeprefix("http://").rpartition(":")
+    token = fleet.token("users:write").encode()
     request = (
         b"POST /api/v2/users HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + token + b"\r\n"
         b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"
     )
     received = b""

@@ -2,24 +2,41 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Blueprint, Flask, jsonify
 
 from lockgate import Version, Versioning
+from lockgate.auth import Auth, KeyStore
 from lockgate.runtime import Runtime, cached, invalidate, limit
 from lockgate.runtime.logs import configure_logging
 from tests.conftest import Clock
 from tests.servers import free_port
+from tests.tokens import ISSUER, mint
+
+
+@functools.cache
+def keys() -> KeyStore:
+    """The test apps' issuer keys (one directory for the session)."""
+    return KeyStore(Path(tempfile.mkdtemp(prefix="lockgate-keys-")), retain=timedelta(minutes=11))
+
+
+def ops() -> dict[str, str]:
+    """Headers of an operator: a token with ``ops:read`` (``/usage``, ``/metrics``)."""
+    return {"Authorization": f"Bearer {mint(keys(), scope='ops:read', aud='things')}"}
 
 
 @contextmanager
@@ -93,6 +110,7 @@ def build(clock: Clock, **config: Any) -> Flask:
 
     versioning.register_blueprint(v1, version="1")
     versioning.register_blueprint(v2, version="2")
+    Auth(app, issuer=ISSUER, audience="things", jwks=keys().jwks)
     Runtime(app)
     return app
 

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from tests.runtime.conftest import ops
+
 
 @pytest.fixture(params=["memory", "redis", "memcached"])
 def client(request: pytest.FixtureRequest, make_app: Callable[..., Flask]) -> Any:
@@ -41,7 +43,7 @@ def test_cache_control_per_route(client: Any) -> None:
     assert client.get("/api/v2/things").headers["Cache-Control"] == "public, max-age=30"
     assert client.get("/api/v1/things").headers["Cache-Control"] == "no-cache"
     for probe in ("/healthz", "/readyz", "/metrics", "/usage"):
-        assert client.get(probe).headers["Cache-Control"] == "no-store", probe
+        assert client.get(probe, headers=ops()).headers["Cache-Control"] == "no-store", probe
     for document in ("/api/versions", "/api/v2/openapi.json"):
         assert client.get(document).headers["Cache-Control"] == "public, max-age=60"
 

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from tests.runtime.conftest import ops
+
 
 def lines(stream: io.StringIO) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
@@ -76,11 +78,11 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 def test_metrics(make_app: Callable[..., Flask]) -> None:
     client = make_app(LOCKGATE_SERVICE="metrics-test").test_client()
-    before = client.get("/metrics").get_data(as_text=True)
+    before = client.get("/metrics", headers=ops()).get_data(as_text=True)
     for _ in range(3):
         client.get("/api/v1/things", headers={"User-Agent": "legacy-sync/1.0"})
     client.get("/api/v2/nothing")
-    text = client.get("/metrics").get_data(as_text=True)
+    text = client.get("/metrics", headers=ops()).get_data(as_text=True)
     labels = {"service": "metrics-test", "version": "1", "route": "/api/v1/things"}
     assert (
         metric(text, "http_requests_total", **labels, status="200")
@@ -103,7 +105,7 @@ def test_refused_requests_are_counted_under_the_route_they_asked_for(
     client = make_app(LOCKGATE_SERVICE="refused-test").test_client()
     assert client.get("/api/v0/things").status_code == 410
     assert client.get("/api/v0/nothing").status_code == 410
-    text = client.get("/metrics").get_data(as_text=True)
+    text = client.get("/metrics", headers=ops()).get_data(as_text=True)
     service = {"service": "refused-test"}
     assert metric(text, "http_requests_total", **service, route="/api/v0/things", status="410") == 1
     assert metric(text, "http_requests_total", **service, route="unmatched", status="410") == 1
@@ -120,7 +122,7 @@ def test_deprecated_usage_report(
         for _ in range(count):
             client.get("/api/v1/things", headers={"User-Agent": agent})
     client.get("/api/v2/things", headers={"User-Agent": "fresh-client/1"})
-    rows = client.get("/usage").get_json()
+    rows = client.get("/usage", headers=ops()).get_json()
     assert [(r["service"], r["version"], r["client"], r["calls"]) for r in rows] == [
         ("things", "1", "curl", 3),
         ("things", "1", "python-httpx", 1),
@@ -133,7 +135,7 @@ def test_invented_methods_are_one_metric_label(make_app: Callable[..., Flask]) -
     for index in range(30):
         client.open("/api/v2/things", method=f"BREW{index}")
     client.get("/api/v2/things")
-    text = client.get("/metrics").get_data(as_text=True)
+    text = client.get("/metrics", headers=ops()).get_data(as_text=True)
     methods = {
         dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))["method"]
         for line in text.splitlines()
@@ -155,9 +157,9 @@ def test_usage_rows_are_bounded_per_version(
     for index in range(30):
         client.get("/api/v1/things", headers={"User-Agent": f"agent{index}/1.0"})
     client.get("/api/v1/things", headers={"User-Agent": "agent0/1.0"})
-    rows = {row["client"]: row["calls"] for row in client.get("/usage").get_json()}
+    rows = {row["client"]: row["calls"] for row in client.get("/usage", headers=ops()).get_json()}
     assert rows == {"agent0": 2, "agent1": 1, "agent2": 1, "agent3": 1, "agent4": 1, "other": 25}
-    text = client.get("/metrics").get_data(as_text=True)
+    text = client.get("/metrics", headers=ops()).get_data(as_text=True)
     clients = {
         dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))["client"]
         for line in text.splitlines()

@@ -30,7 +30,9 @@ TICK = timedelta(microseconds=1)
 
 def build(clock: Clock, **config: Any) -> Flask:
     app = Flask("seam-test")
-    app.config.update({"TESTING": True, **config})
+    # No identity here: the reports are open, as a service without auth may choose.
+    public = {"LOCKGATE_METRICS_PUBLIC": True, "LOCKGATE_USAGE_PUBLIC": True}
+    app.config.update({"TESTING": True, **public, **config})
     versioning = Versioning(
         app,
         versions=[

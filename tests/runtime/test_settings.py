@@ -84,7 +84,7 @@ def redis_sockets() -> int:
 
 def test_the_pieces_share_one_redis_client(redis_url: str) -> None:
     app = Flask("one-redis")
-    app.config.update(REDIS_URL=redis_url, LOCKGATE_SERVICE="one-redis")
+    app.config.update(REDIS_URL=redis_url, LOCKGATE_SERVICE="one-redis", LOCKGATE_USAGE_PUBLIC=True)
     versioning = Versioning(app, versions=[Version("1", deprecated="2026-01-01"), Version("2")])
     bp = Blueprint("things", __name__)
 

@@ -25,7 +25,7 @@ import httpx
 import pytest
 import redis
 
-from tests.servers import free_port, stop, wait_until_up
+from tests.servers import free_port, stop, token_for, wait_until_up
 
 LOCKGATE = Path(sys.executable).parent / "lockgate"
 MANIFEST = Path(__file__).parent / "servefleet" / "fleet.toml"
@@ -47,10 +47,28 @@ DRAIN_LOGGER = {
 
 
 class Served:
-    def __init__(self, process: subprocess.Popen[str], base: str, log: Path) -> None:
+    def __init__(
+        self, process: subprocess.Popen[str], base: str, log: Path, env: dict[str, str]
+    ) -> None:
         self.process = process
         self.base = base
         self.log = log
+        self.env = env
+
+    def bearer(self, scopes: str = "users:read users:write") -> dict[str, str]:
+        """Headers with a token of a client made for ``scopes`` (the reference fleet)."""
+        result = subprocess.run(
+            [str(LOCKGATE), "clients", "create", "tests", "--scopes", scopes, "--json"],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        made = json.loads(result.stdout)
+        token = token_for(self.base, made["client_id"], made["client_secret"])
+        return {"Authorization": f"Bearer {token}"}
 
 
 @contextmanager
@@ -61,7 +79,12 @@ def serving(
     tmp.mkdir(parents=True, exist_ok=True)
     log_path = tmp / f"serve-{port}.log"
     log = log_path.open("w")
-    environment = {**os.environ, "LOCKGATE_DATA_DIR": str(tmp / "data")}
+    environment = {
+        **os.environ,
+        "LOCKGATE_DATA_DIR": str(tmp / "data"),
+        # Scraped without a token here; the token's case is the users service's test.
+        "LOCKGATE_METRICS_PUBLIC": "true",
+    }
     environment.pop("PROMETHEUS_MULTIPROC_DIR", None)  # only a test's own
     environment.update(env or {})
     process = subprocess.Popen(
@@ -83,7 +106,7 @@ def serving(
         stderr=subprocess.STDOUT,
         text=True,
     )
-    served = Served(process, f"http://127.0.0.1:{port}", log_path)
+    served = Served(process, f"http://127.0.0.1:{port}", log_path, environment)
     try:
         wait_until_up(process, served.base, log_path)
         yield served
@@ -253,8 +276,10 @@ def test_reference_fleet_metrics_are_summed_across_workers(
 ) -> None:
     """The real fleet imports prometheus_client before the server sets its directory up."""
     served = serve("--workers", "2", env={"REDIS_URL": redis_url}, manifest=ROOT / "fleet.toml")
+    headers = served.bearer("users:read")
     statuses = concurrently(
-        30, lambda _: httpx.get(f"{served.base}/api/v1/users", timeout=30).status_code
+        30,
+        lambda _: httpx.get(f"{served.base}/api/v1/users", headers=headers, timeout=30).status_code,
     )
     assert statuses == [200] * 30
     pattern = re.compile(
@@ -335,7 +360,7 @@ def test_a_read_after_a_write_is_fresh_on_every_worker(
 ) -> None:
     """The users fleet on 4 workers sharing a Redis cache: no worker serves stale data."""
     served = serve("--workers", "4", env={"REDIS_URL": redis_url}, manifest=ROOT / "fleet.toml")
-    with httpx.Client(base_url=served.base, timeout=10) as client:
+    with httpx.Client(base_url=served.base, headers=served.bearer(), timeout=10) as client:
         body = {"first_name": "Cache", "last_name": "Test", "email": "cache@example.com"}
         user = client.post("/api/v2/users", json=body).json()
         url = f"/api/v2/users/{user['id']}"

@@ -41,6 +41,8 @@ DEFAULTS: dict[str, Any] = {
     "LOCKGATE_RATE_LIMIT_DEPRECATED": None,
     "LOCKGATE_RATE_LIMIT_VERSIONS": {},
     "LOCKGATE_USAGE_URL": "/usage",
+    # False: /usage needs a token with ops:read (who calls what is for operators).
+    "LOCKGATE_USAGE_PUBLIC": False,
     "LOCKGATE_USAGE_RETENTION_DAYS": 90,
     # Distinct clients kept per version; later ones are counted as "other".
     "LOCKGATE_USAGE_MAX_CLIENTS": 100,

@@ -24,7 +24,7 @@ from ..versioning import request_version
 from ..views import cache_control, mark_neutral
 from .callers import OTHER, client_label
 from .redis import redis_client
-from .settings import service_name, settle
+from .settings import enabled, service_name, settle
 
 __all__ = ["Usage", "UsageRow"]
 
@@ -115,8 +115,9 @@ class Usage:
 
     def init_app(self, app: Flask) -> None:
         """Reads ``REDIS_URL``, ``LOCKGATE_SERVICE``, ``LOCKGATE_USAGE_RETENTION_DAYS``
-        (90), ``LOCKGATE_USAGE_MAX_CLIENTS`` (100) and ``LOCKGATE_USAGE_URL``
-        (``/usage``)."""
+        (90), ``LOCKGATE_USAGE_MAX_CLIENTS`` (100), ``LOCKGATE_USAGE_URL``
+        (``/usage``) and ``LOCKGATE_USAGE_PUBLIC`` (False: the report needs a
+        token with ``ops:read``, through :class:`lockgate.auth.Auth`)."""
         if "lockgate.usage" in app.extensions:
             raise RuntimeError("lockgate.Usage is already registered on this app")
         settle(app)
@@ -153,7 +154,8 @@ def report(app: Flask) -> list[UsageRow]:
 
 def usage_view() -> Response:
     # Which clients call what: for operators only.
-    check_scope("ops:read")
+    if not enabled(current_app.config["LOCKGATE_USAGE_PUBLIC"]):
+        check_scope("ops:read")
     rows = report(current_app._get_current_object())  # type: ignore[attr-defined]
     if request.args.get("service"):
         rows = [row for row in rows if row.service == request.args["service"]]

@@ -189,7 +189,7 @@ def test_every_version_needs_users_read_to_read_and_users_write_to_write(
             ("PATCH", one, {"email": "y@b.co"}),
             ("DELETE", one, None),
         ]
-        for method, url, body in [("GET", f"/api/v{version}/users", None), ("GET", one, None)]:
+        for method, url in [("GET", f"/api/v{version}/users"), ("GET", one)]:
             refused = anonymous.open(url, method=method)
             assert refused.status_code == 401, url
             assert refused.mimetype == "application/problem+json"
@@ -201,8 +201,9 @@ def test_every_version_needs_users_read_to_read_and_users_write_to_write(
             assert anonymous.open(url, method=method, json=body).status_code == 401, url
             wrong = reader.open(url, method=method, json=body)
             assert wrong.status_code == 403, (method, url)
-            assert 'error="insufficient_scope", scope="users:write"' in (
-                wrong.headers["WWW-Authenticate"]
+            assert (
+                'error="insufficient_scope", scope="users:write"'
+                in (wrong.headers["WWW-Authenticate"])
             )
     # The unversioned path is the default version's, under the same rule.
     assert anonymous.get("/api/users").status_code == 401

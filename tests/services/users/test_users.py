@@ -202,7 +202,7 @@ def test_concurrent_creates_of_one_email_exactly_one_wins(fleet: Fleet) -> None:
     email = unique_email("race")
 
     def post(index: int) -> int:
-        with httpx.Client(base_url=fleet.base, timeout=30) as client:
+        with httpx.Client(base_url=fleet.base, headers=fleet.http.headers, timeout=30) as client:
             body = {"first_name": f"Racer{index}", "last_name": "X", "email": email}
             return client.post("/api/v2/users", json=body).status_code
 
