@@ -68,6 +68,15 @@ def _credentials() -> tuple[str, str] | Response:
     return form_id, form_secret
 
 
+@bp.after_request
+def no_store(response: Response) -> Response:
+    """Every answer of the token endpoint, its 429 included, is never cached."""
+    if request.endpoint == "oauth.token":
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Pragma"] = "no-cache"
+    return response
+
+
 def audiences(scopes: frozenset[str], known: frozenset[str]) -> list[str]:
     """The services a token is for (its ``aud``): each scope's prefix
     (``users:read`` is for users), and every service for an ``ops:`` scope,

@@ -510,6 +510,8 @@ def test_the_token_endpoint_limits_tries_per_client_id(tmp_path: Path) -> None:
         assert [r.status_code for r in tries] == [401, 401, 401, 429]
         assert all(r.json()["error"] == "invalid_client" for r in tries[:3])
         assert_spent(tries[3])
+        # Like every answer of the token endpoint, never stored by a cache.
+        assert all(r.headers["Cache-Control"] == "no-store" for r in tries)
         # Past the budget even the right secret is not checked: guessing stops here.
         assert request_token(base, client_id, secret).status_code == 429
         # The budget is the client id's: another id from the same address still tries.
