@@ -32,6 +32,7 @@ EXTRAS = {
     **dict.fromkeys(("granian", "gunicorn", "uwsgi"), "server"),
     **dict.fromkeys(("alembic", "psycopg", "sqlalchemy"), "db"),
     **dict.fromkeys(("jwt", "cryptography"), "auth"),
+    **dict.fromkeys(("httpx", "tenacity", "opentelemetry"), "client"),
 }
 
 
