@@ -69,6 +69,7 @@ bench: setup wrk bench-tools ## benchmarks; figures go to docs/benchmarks.md
 	rm -f $(VENV)/.synced
 	$(BIN)/python bench/versioning.py --write docs/benchmarks.md
 	$(BIN)/python bench/changes.py --write docs/benchmarks.md
+	$(BIN)/python bench/auth.py --write docs/benchmarks.md
 	$(BIN)/python bench/serving.py --write docs/benchmarks.md
 
 # valgrind, its headers and a C compiler: bench/versioning.py counts
