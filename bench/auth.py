@@ -15,11 +15,12 @@ Two apps per cache backend, both from the same ``create_app(config)``:
   carries ``Authorization: Bearer <token>``, an EdDSA access token for
   ``users`` with the scope ``users:read``, minted as the auth service does
   and valid for the whole run. The rate limiter asks who is calling first
-  (one verification a request), the blueprints' ``require_scope`` guards
-  then find the answer on ``g``.
+  (one verification a request), the blueprints' ``require_scope`` guard
+  (one per blueprint, for reads and writes) then finds the verdict in the
+  request's environ.
 - *no verification* (the baseline): the same app with the scope guard taken
   out. Every function ``require_scope`` put in ``app.before_request_funcs``
-  (the two guards of the ``users_v1`` and ``users_v2`` blueprints) is
+  (the guard of the ``users_v1`` and of the ``users_v2`` blueprint) is
   removed, their then empty entries deleted, and
   ``app.extensions["lockgate.auth"]`` (the verifier) dropped, so nothing
   asks for or reads a token; the request carries no ``Authorization``
@@ -100,7 +101,7 @@ FOLDER = inprocess.WORK / "auth"
 #: The run's keys, SQLite file and token; made by the benchmark, read by its children.
 STATE = FOLDER / "state"
 #: The ``require_scope`` guard, as ``app.before_request_funcs`` holds it.
-GUARD = ("lockgate.auth.extension", "require_scope.<locals>.decorate.<locals>.guard")
+GUARD = ("lockgate.auth.extension", "_guard_blueprint.<locals>.guard")
 BACKENDS = ("in-process cache", "Redis cache")
 #: Wall clock: blocks of requests, a backend's two cases taking turns in each.
 BLOCKS = 10
@@ -301,7 +302,7 @@ def check(built: dict[str, Flask]) -> None:
         assert status.startswith("403"), status
         assert "insufficient_scope" in headers["WWW-Authenticate"], headers
         assert respond(verified, None)[0].startswith("401")
-        assert guards(verified) == 4  # read and write, of users_v1 and users_v2
+        assert guards(verified) == 2  # one per blueprint (users_v1, users_v2), reads and writes
         assert "lockgate.auth" not in plain.extensions
         assert guards(plain) == 0
         assert respond(plain, wrong)[0].startswith("200")
@@ -436,7 +437,7 @@ def write(path: Path, result: str, args: argparse.Namespace, state: str) -> None
         "service (`services.users.create_app`) as it is, the request carrying a valid "
         "EdDSA access token with `users:read` (verified once per request, the verifier "
         "caching verified tokens by SHA-256 digest until their `exp`); the baseline: the "
-        "same app with the two `require_scope` guards of each users blueprint removed from "
+        "same app with the `require_scope` guard of each users blueprint removed from "
         '`app.before_request_funcs` and `app.extensions["lockgate.auth"]` dropped, the '
         "request carrying no `Authorization` header (the limiter then counts it by address). "
         "Both on the in-process cache (no `REDIS_URL`, in-process limiter) and on Redis "

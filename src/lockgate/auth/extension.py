@@ -16,7 +16,7 @@ from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
 
-from flask import Blueprint, Flask, current_app, g, request
+from flask import Blueprint, Flask, current_app, request
 
 from ..config import apply_settings
 from ..problems import Problem, handle_http_exception
@@ -115,13 +115,14 @@ class Auth:
         )
 
 
-def _verifier() -> TokenVerifier | None:
-    found: TokenVerifier | None = current_app.extensions.get("lockgate.auth")
-    return found
+#: Where a request's verdict is kept: its WSGI environ, which belongs to that
+#: request alone (``g`` lives as long as the app context, which a test or a
+#: script may hold across requests).
+_VERDICT = "lockgate.auth.verdict"
 
 
-def _bearer() -> str | None:
-    header = request.headers.get("Authorization")
+def _bearer(environ: Mapping[str, Any]) -> str | None:
+    header: str | None = environ.get("HTTP_AUTHORIZATION")
     if header is None:
         return None
     scheme, _, token = header.strip().partition(" ")
@@ -131,21 +132,26 @@ def _bearer() -> str | None:
 
 
 def _identify() -> tuple[Client | None, str | None]:
-    """This request's client and, for a bad token, why (once per request)."""
-    found = g.get("lockgate_auth", _NONE)
+    """This request's client and, for a bad token, why (once per request).
+
+    On the path of every guarded request: one lookup through ``request``'s
+    proxy, then plain dictionaries.
+    """
+    environ = request.environ
+    found = environ.get(_VERDICT, _NONE)
     if found is not _NONE:
         known: tuple[Client | None, str | None] = found
         return known
-    verifier = _verifier()
+    verifier: TokenVerifier | None = current_app.extensions.get("lockgate.auth")
     result: tuple[Client | None, str | None] = (None, None)
     if verifier is not None:
         try:
-            token = _bearer()
+            token = _bearer(environ)
             if token is not None:
                 result = (verifier.verify(token), None)
         except InvalidToken as error:
             result = (None, str(error))
-    g.lockgate_auth = result
+    environ[_VERDICT] = result
     return result
 
 
@@ -193,35 +199,29 @@ def check_scope(scope: str) -> Client:
     return client
 
 
+#: On a guarded blueprint: its one guard's ``{method or None: [scopes]}``.
+_GUARD_ATTR = "_lockgate_scope_guard"
+
+
 def require_scope(scope: str, *, methods: Iterable[str] | None = None) -> Callable[[T], T]:
     """Require ``scope`` of a view, or of every view of a blueprint (for
-    ``methods`` only, when given: reads and writes can need different scopes)."""
-    chosen = None if methods is None else frozenset(m.upper() for m in methods)
+    ``methods`` only, when given: reads and writes can need different scopes).
 
-    def applies() -> bool:
-        return chosen is None or request.method in chosen
+    A blueprint guarded several times (reads and writes) gets one
+    ``before_request`` function that looks the method up once.
+    """
+    chosen = None if methods is None else frozenset(m.upper() for m in methods)
 
     def decorate(target: T) -> T:
         if isinstance(target, Blueprint):
-
-            def guard() -> None:
-                if applies():
-                    check_scope(scope)
-
-            target.before_request(guard)
-            # Each registration's name, for the OpenAPI documents' ``security``.
-            target.record(
-                lambda setup: setup.app.extensions.setdefault(_BLUEPRINT_SCOPES, []).append(
-                    (f"{setup.name_prefix}.{setup.name}".lstrip("."), chosen, scope)
-                )
-            )
+            _guard_blueprint(target, chosen, scope)
             return target
 
         view: Callable[..., Any] = target  # type: ignore[assignment]
 
         @wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            if applies():
+            if chosen is None or request.method in chosen:
                 check_scope(scope)
             return view(*args, **kwargs)
 
@@ -229,6 +229,28 @@ def require_scope(scope: str, *, methods: Iterable[str] | None = None) -> Callab
         return guarded  # type: ignore[return-value]
 
     return decorate
+
+
+def _guard_blueprint(bp: Blueprint, methods: frozenset[str] | None, scope: str) -> None:
+    table: dict[str | None, list[str]] | None = getattr(bp, _GUARD_ATTR, None)
+    if table is None:
+        table = {}
+        setattr(bp, _GUARD_ATTR, table)
+        everyone: list[str] = table.setdefault(None, [])
+
+        def guard() -> None:
+            for needed in (*everyone, *table.get(request.method, ())):
+                check_scope(needed)
+
+        bp.before_request(guard)
+    for method in [None] if methods is None else sorted(methods):
+        table.setdefault(method, []).append(scope)
+    # Each registration's name, for the OpenAPI documents' ``security``.
+    bp.record(
+        lambda setup: setup.app.extensions.setdefault(_BLUEPRINT_SCOPES, []).append(
+            (f"{setup.name_prefix}.{setup.name}".lstrip("."), methods, scope)
+        )
+    )
 
 
 def required_scopes(app: Flask, endpoint: str, method: str) -> list[str]:
