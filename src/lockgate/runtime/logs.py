@@ -1,7 +1,7 @@
 """One JSON line per request, and the request's context in every other line.
 
 Fields of the access line: ``timestamp``, ``level``, ``event`` (``request``),
-``request_id``, ``service``, ``version``, ``deprecated`` (the status
+``request_id``, ``trace_id``, ``service``, ``version``, ``deprecated`` (the status
 versioning decided for the request), ``client``, ``method``, ``route``,
 ``status``, ``duration`` (seconds, the unit of the latency metric) and
 ``duration_ms``. Any ``structlog`` logger used while a request runs carries
@@ -29,7 +29,7 @@ from flask import Flask, Response, current_app, g, has_request_context, request
 from ..versioning import request_version
 from ..versioning.middleware import route_template
 from .callers import client_label
-from .requestid import request_id
+from .requestid import request_id, trace_id
 from .settings import service_name, settle
 
 __all__ = ["AccessLog", "RequestLogs", "configure_logging", "logging_config"]
@@ -43,6 +43,7 @@ def _request_context(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
         found = request_version()
         version = None if found is None or found.version is None else found.version.label.text
         event.setdefault("request_id", request_id())
+        event.setdefault("trace_id", trace_id())
         event.setdefault("service", service_name(current_app))
         event.setdefault("version", version)
     return event
@@ -182,6 +183,7 @@ class RequestLogs:
                     "level": "info",
                     "event": "request",
                     "request_id": request_id(),
+                    "trace_id": trace_id(),
                     "service": service,
                     "version": None if version is None else version.label.text,
                     "deprecated": found is not None and found.deprecated,

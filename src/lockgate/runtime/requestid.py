@@ -1,6 +1,9 @@
-"""``X-Request-ID``: taken from the request when it is a sane token, else made.
+"""``X-Request-ID``: taken from the request when it is a sane token, else made;
+and the request's W3C trace id, from its ``traceparent`` or made.
 
-The id is echoed on the response and bound into every log line of the request.
+The id is echoed on the response and bound into every log line of the
+request, with the trace id, so one call across services can be followed by
+either. Outgoing calls (:mod:`lockgate.client`) pass both on.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import uuid
 
 from flask import Flask, Response, g, request
 
-__all__ = ["HEADER", "RequestIds", "request_id"]
+__all__ = ["HEADER", "RequestIds", "request_id", "trace_id"]
 
 HEADER = "X-Request-ID"
 #: Letters, digits and ``._:-``, at most 128: safe to log and to echo.
@@ -24,6 +27,22 @@ def request_id() -> str:
         incoming = request.headers.get(HEADER, "")
         found = incoming if _SANE.fullmatch(incoming) else uuid.uuid4().hex
         g.lockgate_request_id = found
+    return found
+
+
+#: W3C Trace Context ``traceparent``: version 00, trace id, parent id, flags.
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+
+
+def trace_id() -> str:
+    """This request's W3C trace id (32 lowercase hex digits): the incoming
+    ``traceparent``'s when it is valid (not all zeros), else a new one."""
+    found: str | None = g.get("lockgate_trace_id")
+    if found is None:
+        match = _TRACEPARENT.fullmatch(request.headers.get("traceparent", "").strip())
+        valid = match is not None and match[1] != "0" * 32 and match[2] != "0" * 16
+        found = match[1] if valid and match is not None else uuid.uuid4().hex
+        g.lockgate_trace_id = found
     return found
 
 
