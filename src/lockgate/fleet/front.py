@@ -3,7 +3,10 @@
 ``/api/users``, ``/api/v1/users/5`` and ``/api/v2/users?cursor=...`` all go to
 the service whose manifest entry lists ``/users``; ``/oauth/token`` to the one
 whose ``root_paths`` list ``/oauth``; any other path (health, docs, the
-version catalog) goes to the fleet's default service. This is the
+version catalog) goes to the fleet's default service. Every service's own
+shared paths are under ``/services/<name>/`` too (``/services/orders/docs``,
+``/services/orders/api/v2/openapi.json``): mounted there as WSGI mounts are,
+by moving the prefix from ``PATH_INFO`` to ``SCRIPT_NAME``. This is the
 in-process stand-in for the gateway, which routes by the same manifest.
 """
 
@@ -24,6 +27,8 @@ if TYPE_CHECKING:
 
 __all__ = ["FleetApp", "create_fleet_app", "load_service_app"]
 
+#: Where each service is mounted whole: ``/services/<name>/...``.
+MOUNT = "/services/"
 _VERSION_SEGMENT = re.compile(r"[vV]\d[^/]*")
 
 
@@ -67,7 +72,15 @@ class FleetApp:
         return self.owners.get(first, self.default)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        return self.app_for(environ.get("PATH_INFO") or "/")(environ, start_response)
+        path = environ.get("PATH_INFO") or "/"
+        if path.startswith(MOUNT):
+            name, _, rest = path[len(MOUNT) :].partition("/")
+            app = self.apps.get(name)
+            if app is not None:
+                environ["SCRIPT_NAME"] = f"{environ.get('SCRIPT_NAME', '')}{MOUNT}{name}"
+                environ["PATH_INFO"] = "/" + rest
+                return app(environ, start_response)
+        return self.app_for(path)(environ, start_response)
 
 
 def load_service_app(target: str) -> Any:

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import flask_swagger_ui
-from flask import Flask, Response, jsonify, send_from_directory
+from flask import Flask, Response, jsonify, request, send_from_directory
 from markupsafe import Markup
 
 from ..versioning import VersioningState, VersionStatus
@@ -70,10 +70,13 @@ def register_docs(app: Flask, state: VersioningState) -> None:
 
     def page() -> Response:
         title = Markup.escape(app.config.get("LOCKGATE_TITLE") or app.name)
-        html = _PAGE.format(title=title, assets=f"{docs_url}/assets", docs=docs_url)
+        # Below SCRIPT_NAME when the service is mounted (the fleet's /services/<name>).
+        here = Markup.escape(request.script_root + docs_url)
+        html = _PAGE.format(title=title, assets=f"{here}/assets", docs=here)
         return Response(html, mimetype="text/html")
 
     def init_js() -> Response:
+        root = request.script_root
         snapshot = state.bundle.snapshot(state.clock())
         urls = []
         for version in reversed(state.bundle.versions):
@@ -82,7 +85,7 @@ def register_docs(app: Flask, state: VersioningState) -> None:
                 continue
             urls.append(
                 {
-                    "url": f"{state.prefix}/v{version.label.text}/openapi.json",
+                    "url": f"{root}{state.prefix}/v{version.label.text}/openapi.json",
                     "name": f"v{version.label.text} ({status})",
                 }
             )
