@@ -2,7 +2,8 @@
 
 Request ids and JSON logs, Prometheus metrics, health and readiness (Redis
 checked when configured), ETags and cached reads, exact rate limits, usage of
-deprecated versions, ``ProxyFix`` for ``LOCKGATE_TRUSTED_PROXIES`` hops and
+deprecated versions, ``Idempotency-Key`` replays on the views marked
+:func:`idempotent`, ``ProxyFix`` for ``LOCKGATE_TRUSTED_PROXIES`` hops and
 the allowed hosts of ``LOCKGATE_TRUSTED_HOSTS``. Each piece is its own
 extension and can be used alone.
 
@@ -25,12 +26,13 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from .caching import Caching, cache_control, cached, invalidate, prefetch
 from .callers import set_client
 from .health import Health
+from .idempotency import Idempotency, idempotent
 from .logs import RequestLogs
 from .memcached import MemcachedCache
 from .metrics import Metrics
 from .ratelimit import RateLimits, limit, ride, spend
 from .redis import redis_client
-from .requestid import RequestIds, request_id
+from .requestid import RequestIds, request_id, trace_id
 from .security import Security
 from .settings import DEFAULTS, settle
 from .usage import Usage
@@ -39,6 +41,7 @@ __all__ = [
     "DEFAULTS",
     "Caching",
     "Health",
+    "Idempotency",
     "Metrics",
     "RateLimits",
     "RequestIds",
@@ -49,11 +52,13 @@ __all__ = [
     "Usage",
     "cache_control",
     "cached",
+    "idempotent",
     "invalidate",
     "limit",
     "request_id",
     "set_client",
     "spend",
+    "trace_id",
 ]
 
 
@@ -69,6 +74,7 @@ class RuntimeState:
     caching: Caching
     limits: RateLimits
     usage: Usage
+    idempotency: Idempotency
     #: Where cached reads live (the Redis client's cache, Memcached or in process).
     cache: BaseCache
 
@@ -83,7 +89,7 @@ class RuntimeState:
 
 
 class Runtime:
-    """Wire request ids, logs, metrics, health, caching, limits and usage.
+    """Wire request ids, logs, metrics, health, caching, limits, usage and idempotency keys.
 
     :param settings: any key of :data:`DEFAULTS` (``REDIS_URL``,
         ``LOCKGATE_RATE_LIMIT``, ...); these win over ``app.config``, which
@@ -126,6 +132,7 @@ class Runtime:
             caching=Caching(app),
             limits=RateLimits(app),
             usage=Usage(app),
+            idempotency=Idempotency(app),
             cache=app.extensions["lockgate.caching"],
         )
         if client is not None and state.caching.on_redis(app):

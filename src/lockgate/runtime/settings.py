@@ -46,6 +46,10 @@ DEFAULTS: dict[str, Any] = {
     "LOCKGATE_USAGE_RETENTION_DAYS": 90,
     # Distinct clients kept per version; later ones are counted as "other".
     "LOCKGATE_USAGE_MAX_CLIENTS": 100,
+    # Idempotency-Key on @idempotent views: seconds a finished answer is replayed,
+    # and seconds a running request holds its key (past the longest a request runs).
+    "LOCKGATE_IDEMPOTENCY_TTL": 86400,
+    "LOCKGATE_IDEMPOTENCY_LOCK_TTL": 60,
 }
 
 
