@@ -22,6 +22,7 @@ PACKAGES = [
     "lockgate.openapi",
     "lockgate.runtime",
     "lockgate.serving",
+    "lockgate.client",
     "lockgate.fleet",
 ]
 

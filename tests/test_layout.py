@@ -21,6 +21,7 @@ ALLOWED = {
     "openapi": {"versioning", "auth"},
     "runtime": {"versioning", "auth"},
     "serving": {"runtime"},
+    "client": {"runtime"},
     "fleet": {"auth", "versioning", "openapi", "runtime", "serving"},
 }
 
