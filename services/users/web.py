@@ -33,7 +33,7 @@ from pydantic import (
 from lockgate import Problem, operation, url_for
 from lockgate.auth import require_scope
 from lockgate.bodies import read_json
-from lockgate.runtime import cached
+from lockgate.runtime import cached, idempotent
 
 from .domain import DuplicateEmail, User
 from .store import BIGINT_MAX, UserStore
@@ -233,6 +233,7 @@ def user_blueprint(import_name: str, rep: Representation) -> Blueprint:
         return jsonify(rep.present(page(rep.listing(query(rep.query)))))
 
     @bp.post("")
+    @idempotent()
     @operation(
         request=rep.new,
         response=rep.user,
