@@ -81,6 +81,8 @@ def build(probe: Probe, **config: Any) -> Flask:
             return jsonify(error="broken"), 500
         if probe.calls["flaky"] == 3:
             raise RuntimeError("the worker fell over")
+        if probe.calls["flaky"] == 4:
+            raise Problem(429, "the warehouse's budget is spent", code="RateLimited")
         return jsonify(id=probe.calls["flaky"]), 201
 
     versioning.register_blueprint(bp, version="1")
@@ -236,20 +238,21 @@ def test_keys_are_kept_per_client_and_per_route(make: Callable[..., Any]) -> Non
     assert (probe.calls["create"], probe.calls["basket"]) == (4, 1)
 
 
-def test_5xx_and_exceptions_are_not_kept(make: Callable[..., Any]) -> None:
+def test_5xx_429_and_exceptions_are_not_kept(make: Callable[..., Any]) -> None:
     client, probe = make()
     path = "/api/v1/flaky"
     assert post(client, '"f"', path=path).status_code == 503  # raised
     assert post(client, '"f"', path=path).status_code == 500  # returned
     with pytest.raises(RuntimeError, match="fell over"):  # TESTING propagates it
         post(client, '"f"', path=path)
+    assert post(client, '"f"', path=path).status_code == 429  # "not now", no outcome
     done = post(client, '"f"', path=path)
     assert done.status_code == 201
     assert "Idempotent-Replayed" not in done.headers
     replay = post(client, '"f"', path=path)
     assert (replay.status_code, replay.data) == (201, done.data)
     assert replay.headers["Idempotent-Replayed"] == "true"
-    assert probe.calls["flaky"] == 4
+    assert probe.calls["flaky"] == 5
 
 
 @pytest.mark.parametrize(
@@ -346,6 +349,27 @@ def test_a_lost_first_attempt_frees_its_key_after_the_lock_ttl(
     replay = post(client, '"crash"')
     assert (replay.headers["Location"], replay.data) == (f"{ORDERS}/2", retry.data)
     assert probe.calls["create"] == 2
+
+
+def test_an_answer_past_the_lock_ttl_is_kept_if_no_repeat_took_the_key(
+    make: Callable[..., Any],
+) -> None:
+    client, probe = make(LOCKGATE_IDEMPOTENCY_LOCK_TTL=0.5)
+    probe.hold = True
+    answers: list[TestResponse] = []
+    slow = threading.Thread(target=lambda: answers.append(post(client, '"late"')))
+    slow.start()
+    try:
+        assert probe.entered.wait(timeout=10)
+        time.sleep(0.7)
+    finally:
+        probe.release.set()
+        slow.join(timeout=10)
+    assert answers[0].status_code == 201
+    replay = post(client, '"late"')
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.data == answers[0].data
+    assert probe.calls["create"] == 1
 
 
 def test_answers_are_kept_a_day_in_redis(redis_url: str) -> None:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import redis
 from flask import Flask, Response, current_app, request
@@ -39,6 +39,9 @@ from .settings import service_name, settle
 __all__ = ["HEADER", "MAX_KEY_LENGTH", "REPLAYED", "Idempotency", "Stored", "idempotent"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: How a finished answer was kept: under its own reservation; after the
+#: reservation lapsed with nobody else on the key; or not, another holds it.
+Kept = Literal["kept", "lapsed", "taken"]
 #: The request header carrying the key.
 HEADER = "Idempotency-Key"
 #: Added to a replayed answer (``true``); nothing else about it differs.
@@ -47,6 +50,9 @@ REPLAYED = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
 #: Methods that are idempotent already: the key is not looked at.
 SAFE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+#: Answers below 500 that say "not now" rather than "this is the outcome": not
+#: kept, like a 5xx (Request Timeout, Too Early, Too Many Requests).
+TRANSIENT = frozenset({408, 425, 429})
 #: Headers of the view's answer that are not replayed: recomputed (the length),
 #: hop-by-hop, or never to be handed out twice (a cookie).
 NOT_REPLAYED = frozenset(
@@ -93,8 +99,8 @@ class _Store(Protocol):
         """Reserve ``key`` as running for ``lock_ttl`` s; ``None`` when reserved
         now, else what it holds."""
 
-    def finish(self, key: str, token: str, stored: Stored, ttl: float) -> bool:
-        """Keep ``stored`` for ``ttl`` s if ``token`` still holds ``key``."""
+    def finish(self, key: str, token: str, fingerprint: str, stored: Stored, ttl: float) -> Kept:
+        """Keep ``stored`` for ``ttl`` s unless another request holds ``key``."""
 
     def release(self, key: str, token: str) -> None:
         """Forget ``key`` if ``token`` still holds it."""
@@ -110,13 +116,17 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return false
 """
 _FINISH = """
-if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then
+local ours = redis.call('HGET', KEYS[1], 'token') == ARGV[1]
+if not ours and redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
-redis.call('HSET', KEYS[1], 'status', ARGV[2], 'headers', ARGV[3], 'body', ARGV[4])
+redis.call('HSET', KEYS[1], 'fp', ARGV[2], 'status', ARGV[3], 'headers', ARGV[4], 'body', ARGV[5])
 redis.call('HDEL', KEYS[1], 'token')
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return 1
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+if ours then
+  return 1
+end
+return 2
 """
 _RELEASE = """
 if redis.call('HGET', KEYS[1], 'token') == ARGV[1] then
@@ -144,12 +154,12 @@ class _RedisStore:
         pairs = tuple((name, value) for name, value in json.loads(headers))
         return _Held(fp.decode(), Stored(int(status), pairs, bytes(body or b"")))
 
-    def finish(self, key: str, token: str, stored: Stored, ttl: float) -> bool:
+    def finish(self, key: str, token: str, fingerprint: str, stored: Stored, ttl: float) -> Kept:
         headers = json.dumps(stored.headers)
         done = self.client.eval(
-            _FINISH, 1, key, token, stored.status, headers, stored.body, _ms(ttl)
+            _FINISH, 1, key, token, fingerprint, stored.status, headers, stored.body, _ms(ttl)
         )
-        return bool(done)
+        return ("taken", "kept", "lapsed")[int(done)]
 
     def release(self, key: str, token: str) -> None:
         self.client.eval(_RELEASE, 1, key, token)
@@ -187,14 +197,15 @@ class _MemoryStore:
             self.entries[key] = _Entry(fingerprint, token, None, now + lock_ttl)
             return None
 
-    def finish(self, key: str, token: str, stored: Stored, ttl: float) -> bool:
+    def finish(self, key: str, token: str, fingerprint: str, stored: Stored, ttl: float) -> Kept:
         now = time.monotonic()
         with self.lock:
             entry = self.entries.get(key)
-            if entry is None or entry.token != token or entry.expires <= now:
-                return False
-            self.entries[key] = _Entry(entry.fingerprint, None, stored, now + ttl)
-            return True
+            live = entry if entry is not None and entry.expires > now else None
+            if live is not None and live.token != token:
+                return "taken"
+            self.entries[key] = _Entry(fingerprint, None, stored, now + ttl)
+            return "kept" if live is not None else "lapsed"
 
     def release(self, key: str, token: str) -> None:
         with self.lock:
@@ -290,8 +301,9 @@ def idempotent(*, required: bool = False) -> Callable[[F], F]:
     hop-by-hop fields), plus ``Idempotent-Replayed: true``. What the runtime
     adds after the view (request id, ``RateLimit-*``, version headers) is
     this request's own. Every answer below 500 is stored, 4xx included: the
-    same request gets the same answer. A 5xx, or an exception the view does
-    not answer, is not stored: the key is released and the client may retry.
+    same request gets the same answer. A 5xx, a 408, 425 or 429 (not an
+    outcome, a "not now"), or an exception the view does not answer, is not
+    stored: the key is released and the client may retry.
 
     Failure modes, chosen as for payments (a duplicate costs more than a
     refusal):
@@ -309,8 +321,9 @@ def idempotent(*, required: bool = False) -> Callable[[F], F]:
       must not hold a key for a day). Where a duplicate must be impossible,
       not merely unlikely, the domain needs its own unique constraint too.
     - A view running longer than the lock TTL loses its reservation: a repeat
-      may then run alongside it. Keep the TTL above the longest a request may
-      run (gunicorn under ``lockgate serve`` kills a worker after 35 s).
+      may then run alongside it (the answer of the one holding the key is
+      kept, the other's is logged). Keep the TTL above the longest a request may run (gunicorn
+      under ``lockgate serve`` kills a worker after 35 s).
 
     Config (settled by :class:`Idempotency`, which
     :class:`~lockgate.runtime.Runtime` registers): ``REDIS_URL`` (shared by
@@ -422,7 +435,7 @@ def _run(key: str, call: Callable[[], Any]) -> Response:
     try:
         response = current_app.make_response(call())
     except HTTPException as error:
-        if error.code is None or error.code >= 500:
+        if error.code is None or error.code >= 500 or error.code in TRANSIENT:
             _release(state, name, token)
             raise
         # Answered like any other 4xx, so the answer can be kept and replayed.
@@ -430,21 +443,23 @@ def _run(key: str, call: Callable[[], Any]) -> Response:
     except BaseException:
         _release(state, name, token)
         raise
-    if response.status_code >= 500 or response.direct_passthrough:
+    status = response.status_code
+    if status >= 500 or status in TRANSIENT or response.direct_passthrough:
         _release(state, name, token)  # a file is not kept; neither is a failure
         return response
     headers = tuple((k, v) for k, v in response.headers.items() if k.lower() not in NOT_REPLAYED)
     stored = Stored(response.status_code, headers, response.get_data())
     try:
-        kept = state.store.finish(name, token, stored, state.ttl)
+        kept = state.store.finish(name, token, fingerprint, stored, state.ttl)
     except redis.RedisError as error:
         logger.error("an answer could not be kept for its %s: %s", HEADER, error)
     else:
-        if not kept:
+        if kept != "kept":
             logger.warning(
-                "a request ran past LOCKGATE_IDEMPOTENCY_LOCK_TTL (%s s) and lost its %s",
+                "a request ran past LOCKGATE_IDEMPOTENCY_LOCK_TTL (%s s); its %s was %s",
                 state.lock_ttl,
                 HEADER,
+                "kept still" if kept == "lapsed" else "taken by a repeat, which ran too",
             )
     return response
 
