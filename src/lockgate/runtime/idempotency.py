@@ -322,8 +322,8 @@ def idempotent(*, required: bool = False) -> Callable[[F], F]:
       not merely unlikely, the domain needs its own unique constraint too.
     - A view running longer than the lock TTL loses its reservation: a repeat
       may then run alongside it (the answer of the one holding the key is
-      kept, the other's is logged). Keep the TTL above the longest a request may run (gunicorn
-      under ``lockgate serve`` kills a worker after 35 s).
+      kept, the other's is logged). Keep the TTL above the longest a request
+      may run (gunicorn under ``lockgate serve`` kills a worker after 35 s).
 
     Config (settled by :class:`Idempotency`, which
     :class:`~lockgate.runtime.Runtime` registers): ``REDIS_URL`` (shared by
