@@ -32,7 +32,10 @@ def lockgate(
 
 
 def test_versions_table(tmp_path: Path) -> None:
-    result = lockgate(tmp_path, "versions")
+    every = lockgate(tmp_path, "versions")
+    assert every.returncode == 0, every.stderr
+    assert "users" in every.stdout and "orders" in every.stdout  # auth has no versions
+    result = lockgate(tmp_path, "versions", "--service", "users")
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if "│" in line]
     cells = [[cell.strip() for cell in row.split("│")[1:-1]] for row in rows]
@@ -47,12 +50,12 @@ def test_versions_table(tmp_path: Path) -> None:
 
 def test_commands_refuse_a_lifecycle_file_naming_an_unknown_service(tmp_path: Path) -> None:
     lifecycle = tmp_path / "lifecycle.toml"
-    lifecycle.write_text('[orders.1]\nsunset = "2030-01-01T00:00:00Z"\n')
+    lifecycle.write_text('[billing.1]\nsunset = "2030-01-01T00:00:00Z"\n')
     for command in (("versions",), ("openapi", "--service", "users", "--version", "1")):
         result = lockgate(tmp_path, *command, env={"LOCKGATE_LIFECYCLE_FILE": str(lifecycle)})
         assert result.returncode != 0
-        assert "[orders.1]" in result.stderr
-        assert "unknown service 'orders'" in result.stderr
+        assert "[billing.1]" in result.stderr
+        assert "unknown service 'billing'" in result.stderr
 
 
 def test_openapi_of_one_version(tmp_path: Path) -> None:

@@ -116,6 +116,7 @@ def run(host: str, port: int, manifest: str) -> None:
     try:
         _issuer_settings(fleet, base)
         upgrade_fleet(fleet)
+        _service_clients(fleet)
         app = create_fleet_app(manifest)
     except ConfigurationError as error:
         server.server_close()
@@ -153,6 +154,8 @@ def _issuer_settings(fleet: Any, base: str) -> None:
     HTTP), and the keys exist before the first worker starts. Variables set
     already win: ``LOCKGATE_AUTH_JWKS_URL`` for an issuer elsewhere.
     """
+    # Where ServiceClient finds the fleet's services: all behind this address.
+    os.environ.setdefault("LOCKGATE_FLEET_URL", base)
     if fleet.auth is None:
         return
     from datetime import timedelta
@@ -166,6 +169,37 @@ def _issuer_settings(fleet: Any, base: str) -> None:
     if not os.environ.get("LOCKGATE_AUTH_JWKS_URL"):
         os.environ.setdefault("LOCKGATE_AUTH_JWKS_FILE", str(directory / "jwks.json"))
     KeyStore(directory, retain=timedelta(seconds=600 + MAX_LEEWAY)).current()
+
+
+def _service_clients(fleet: Any) -> None:
+    """Give each service that calls others (``scopes`` in the manifest) a client
+    of its own: ``LOCKGATE_<NAME>_CLIENT_ID`` and ``..._SECRET``.
+
+    A new secret on every start (the old client of that name is revoked), so
+    no secret is ever written anywhere but the service's environment.
+    Variables set already win: a deployment brings its own.
+    """
+    callers = [s for s in fleet.services if s.scopes]
+    if fleet.auth is None or not callers:
+        return
+    from ..auth import client_registry
+    from .front import load_service_app
+
+    auth_app = load_service_app(fleet.service(fleet.auth).app)
+    registry = client_registry(auth_app)
+    with auth_app.app_context():
+        existing = registry.list()
+        for service in callers:
+            prefix = f"LOCKGATE_{service.name.upper().replace('-', '_')}_CLIENT"
+            if os.environ.get(f"{prefix}_ID") and os.environ.get(f"{prefix}_SECRET"):
+                continue
+            name = f"service:{service.name}"
+            for old in existing:
+                if old.name == name and old.revoked_at is None:
+                    registry.revoke(old.id)
+            client, secret = registry.create(name, frozenset(service.scopes))
+            os.environ[f"{prefix}_ID"] = client.id
+            os.environ[f"{prefix}_SECRET"] = secret
 
 
 def _development_client(auth_app: Any, base: str) -> None:
@@ -258,6 +292,7 @@ def serve(
             filter(None, [str(fleet.root), os.environ.get("PYTHONPATH")])
         )
         upgrade_fleet(fleet)
+        _service_clients(fleet)
     except ConfigurationError as error:
         _fail(error)
     click.echo(f"serving {fleet.name!r} with {server}, {workers} worker(s) on http://{bind}")

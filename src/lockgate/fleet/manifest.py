@@ -17,6 +17,12 @@
     app = "services.auth:create_app"
     root_paths = ["/oauth", "/.well-known"]   # owned outside /api
     migrations = "services/auth/migrations"
+
+    [services.orders]
+    app = "services.orders:create_app"
+    paths = ["/orders"]
+    scopes = ["users:read"]      # its own client's, for calling users
+    migrations = "services/orders/migrations"
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ class Service:
     replicas: int = 1
     #: Path prefixes it owns outside the API prefix (``/oauth``, ``/.well-known``).
     root_paths: tuple[str, ...] = ()
+    #: The scopes of its own client, for the services it calls (``users:read``).
+    scopes: tuple[str, ...] = ()
     #: Alembic script directory, relative to the manifest, if it has a database.
     migrations: Path | None = None
 
@@ -97,7 +105,7 @@ def load_manifest(path: str | os.PathLike[str] | None = None) -> Fleet:
         where = f"{manifest.name} [services.{name}]"
         if not isinstance(table, dict) or not isinstance(table.get("app"), str):
             raise ConfigurationError(f"{where}: app = 'module:factory' is required")
-        unknown = set(table) - {"app", "paths", "root_paths", "replicas", "migrations"}
+        unknown = set(table) - {"app", "paths", "root_paths", "replicas", "migrations", "scopes"}
         if unknown:
             raise ConfigurationError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
         paths = tuple("/" + str(p).strip("/") for p in table.get("paths", ()))
@@ -114,6 +122,9 @@ def load_manifest(path: str | os.PathLike[str] | None = None) -> Fleet:
                     f"{where}: {owned} is already owned by {owners[f'root:{owned}']}"
                 )
             owners[f"root:{owned}"] = name
+        scopes = table.get("scopes", [])
+        if not isinstance(scopes, list) or not all(isinstance(x, str) and x for x in scopes):
+            raise ConfigurationError(f"{where}: scopes must be a list of scope names")
         replicas = table.get("replicas", 1)
         if not isinstance(replicas, int) or replicas < 1:
             raise ConfigurationError(f"{where}: replicas must be a positive integer")
@@ -125,6 +136,7 @@ def load_manifest(path: str | os.PathLike[str] | None = None) -> Fleet:
                 paths=paths,
                 replicas=replicas,
                 root_paths=root_paths,
+                scopes=tuple(scopes),
                 migrations=None if migrations is None else root / migrations,
             )
         )
