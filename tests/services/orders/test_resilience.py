@@ -343,3 +343,31 @@ def test_users_slower_than_the_deadline_is_a_504_in_time(pair: Pair) -> None:
     assert slow.headers["content-type"] == "application/problem+json"
     assert slow.json()["code"] == "UpstreamTimeout"
     assert elapsed <= DEADLINE * 1.1, elapsed
+
+
+def test_fifty_orders_with_one_key_across_four_workers_make_one(pair: Pair) -> None:
+    user_id = new_user(pair)
+    key = f'"order-{user_id}"'
+
+    def place(_: int) -> httpx.Response:
+        return order(pair, user_id, **{"Idempotency-Key": key})
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        answers = list(pool.map(place, range(50)))
+    statuses = sorted({r.status_code for r in answers})
+    assert set(statuses) <= {201, 409}, [r.text for r in answers if r.status_code not in (201, 409)]
+    made = [r for r in answers if r.status_code == 201]
+    assert made and len({r.json()["id"] for r in made}) == 1  # replays of the one order
+    assert len({r.headers["Location"] for r in made}) == 1
+    assert all(r.json()["code"] == "IdempotencyKeyInUse" for r in answers if r.status_code == 409)
+    listed = httpx.get(
+        f"{pair.orders.base}/api/v2/orders",
+        params={"user_id": user_id},
+        headers=pair.headers,
+        timeout=TIMEOUT,
+    ).json()
+    assert len(listed["data"]) == 1
+    # A repeat now is the replay, byte for byte, saying so.
+    again = place(0)
+    assert again.status_code == 201 and again.content == made[0].content
+    assert again.headers["Idempotent-Replayed"] == "true"
