@@ -24,6 +24,9 @@ still retry.
 Redis down: the breaker fails open (every call is let through, none is
 recorded) and a warning is logged at most once per 10 s; retries then draw
 on this process's own budget (:class:`LocalBreaker`'s), so they stay capped.
+After a failure Redis is left alone for :data:`REDIS_PAUSE` seconds, so one
+call a second, not every call, pays the Redis client's own timeouts and
+retries (redis-py 8 retries ten times with backoff by default).
 Without Redis at all, :class:`LocalBreaker` keeps the same state in process:
 correct for a single process only, each worker then has its own breaker.
 """
@@ -68,6 +71,8 @@ BUDGET_RATIO = 0.1
 BUDGET_FLOOR = 3
 #: The retry budget's sliding window, in seconds.
 BUDGET_WINDOW = 10
+#: After Redis failed, calls go through without asking it for this long.
+REDIS_PAUSE = 1.0
 #: A state kept this long after its last change (an idle target's state expires).
 STATE_TTL = 86400
 logger = logging.getLogger("lockgate.client")
@@ -261,9 +266,14 @@ class RedisBreaker:
         #: Used while Redis is down, for the retry budget only.
         self.fallback = LocalBreaker()
         self._warned_at = float("-inf")
+        self._paused_until = float("-inf")
+
+    def _usable(self) -> bool:
+        return time.monotonic() >= self._paused_until
 
     def _down(self, error: Exception) -> None:
         now = time.monotonic()
+        self._paused_until = now + REDIS_PAUSE
         if now - self._warned_at >= 10:
             self._warned_at = now
             logger.warning(
@@ -274,6 +284,8 @@ class RedisBreaker:
     def admit(
         self, target: str, settings: BreakerSettings, *, first: bool, lease: float
     ) -> Admission:
+        if not self._usable():
+            return self._open_admission(target, first)
         state, trial, prefix = _keys(target)
         token = uuid.uuid4().hex
         try:
@@ -290,15 +302,21 @@ class RedisBreaker:
             )
         except redis.RedisError as error:
             self._down(error)
-            if first:
-                self.fallback.deposit(target)
-            return Admission(True, CLOSED)
+            return self._open_admission(target, first)
         allowed, code, wait, is_trial = (int(v) for v in found)
         return Admission(bool(allowed), code, wait / 1000, token if is_trial else None)
+
+    def _open_admission(self, target: str, first: bool) -> Admission:
+        """Redis is down: let the call through, and count it for the local budget."""
+        if first:
+            self.fallback.deposit(target)
+        return Admission(True, CLOSED)
 
     def record(
         self, target: str, settings: BreakerSettings, *, failed: bool, trial: str | None
     ) -> int:
+        if not self._usable():
+            return CLOSED
         state, lease, prefix = _keys(target)
         try:
             found: Any = self._record(
@@ -322,6 +340,8 @@ class RedisBreaker:
         return int(found[0])
 
     def withdraw(self, target: str) -> bool:
+        if not self._usable():
+            return self.fallback.withdraw(target)
         prefix = _keys(target)[2]
         try:
             found: Any = self._withdraw(
@@ -333,6 +353,8 @@ class RedisBreaker:
         return bool(int(found))
 
     def state(self, target: str) -> int:
+        if not self._usable():
+            return CLOSED
         try:
             return int(self._state(keys=[_keys(target)[0]]))
         except redis.RedisError as error:

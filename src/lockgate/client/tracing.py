@@ -68,11 +68,17 @@ def _install_sdk() -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    name = "lockgate"
-    if has_app_context():
-        name = str(current_app.config.get("LOCKGATE_SERVICE") or current_app.name)
-    # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES still win over this name.
-    provider = TracerProvider(resource=Resource.create({"service.name": name}))
+    attributes: dict[str, str] = {}
+    configured = os.environ.get("OTEL_SERVICE_NAME") or "service.name=" in os.environ.get(
+        "OTEL_RESOURCE_ATTRIBUTES", ""
+    )
+    if not configured:  # the SDK lets code override the environment: only when it is silent
+        attributes["service.name"] = (
+            str(current_app.config.get("LOCKGATE_SERVICE") or current_app.name)
+            if has_app_context()
+            else "lockgate"
+        )
+    provider = TracerProvider(resource=Resource.create(attributes))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
 
