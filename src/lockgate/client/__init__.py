@@ -14,8 +14,9 @@ answered raises a problem: 503 :class:`UpstreamUnavailable` or 504
 The rule of this folder: it imports the shared leaves (``errors``,
 ``problems``, ``config``) and :mod:`lockgate.runtime` (the request id, the
 app's Redis, the metric label of a method), nothing else of lockgate; the
-runtime, versioning and auth never import it. It writes nothing into
-``app.config`` or ``app.extensions``: it reads them.
+runtime, versioning and auth never import it. It is not an extension: it
+reads ``app.config`` and the app's Redis client, and keeps nothing of its own
+on the app.
 """
 
 from __future__ import annotations

@@ -380,7 +380,7 @@ class LocalBreaker:
     def __init__(self) -> None:
         self._targets: dict[str, _Target] = {}
         self._lock = threading.Lock()
-        os.register_at_fork(after_in_child=self._after_fork)
+        _locals.add(self)
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()  # a lock held at fork time would never be released
@@ -483,6 +483,17 @@ class LocalBreaker:
 _local: LocalBreaker | None = None
 _shared: weakref.WeakKeyDictionary[redis.Redis, RedisBreaker] = weakref.WeakKeyDictionary()
 _made = threading.Lock()
+_locals: weakref.WeakSet[LocalBreaker] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    global _made
+    _made = threading.Lock()
+    for breaker in list(_locals):
+        breaker._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def breaker_for(client: redis.Redis | None) -> Breaker:

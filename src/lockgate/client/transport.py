@@ -131,7 +131,7 @@ class ResilientTransport(httpx.BaseTransport):
                 retry_after=wait,
             ) from error
         finally:
-            metrics.count(call.target, call.method, call.outcome)
+            metrics.count(call.target, call.method, call.outcome or "error")
         return response
 
     def _attempt(self, request: httpx.Request, call: Call) -> httpx.Response:
