@@ -14,15 +14,19 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
+from flask import Flask
 from redis.backoff import ConstantBackoff
 from redis.retry import Retry
+from werkzeug.exceptions import HTTPException
 
 from lockgate.client import BreakerSettings, ServiceClient, UpstreamUnavailable
+from lockgate.problems import handle_http_exception
 from tests.servers import free_port
 
-from .conftest import ROOT, Gunicorn
+from .conftest import ROOT, Gunicorn, serve_in_thread
 from .target import calls
 
 
@@ -209,3 +213,37 @@ def test_without_redis_the_breaker_lives_in_the_process(target: str, name: str) 
     time.sleep(0.3)
     assert client.post(f"/flaky/{name}?fail=2").status_code == 200
     assert client.breaker_state() == "closed"
+
+
+def test_a_view_answers_503_problem_json_with_retry_after_while_the_breaker_is_open(
+    redis_url: str, store: redis.Redis, name: str
+) -> None:
+    """The calling service's own client gets the problem, not a 500; and inside
+    an app the breaker lives in the app's Redis (``REDIS_URL``)."""
+    app = Flask("caller")
+    app.config["REDIS_URL"] = redis_url
+    app.register_error_handler(HTTPException, handle_http_exception)
+    users = ServiceClient(
+        name, base_url=f"http://127.0.0.1:{free_port()}", breaker=breaker(failures=1, reset=7)
+    )
+
+    @app.post("/orders")
+    def orders() -> str:
+        users.post("/api/v2/users")
+        return "never"
+
+    with serve_in_thread(app) as base:
+        down = httpx.post(f"{base}/orders", timeout=10)
+        assert down.status_code == 503
+        assert "could not be reached" in down.json()["detail"]
+        started = time.monotonic()
+        response = httpx.post(f"{base}/orders", timeout=10)
+        assert time.monotonic() - started < 0.1
+    assert response.status_code == 503
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.headers["Retry-After"] == "7"
+    problem = response.json()
+    assert problem["code"] == "UpstreamUnavailable"
+    assert problem["status"] == 503
+    assert problem["instance"] == "/orders"
+    assert store.hget(f"lockgate:client:{{{name}}}:state", "s") == b"open"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
@@ -78,3 +79,13 @@ def test_wrong_credentials_are_a_503_for_the_caller(
     with pytest.raises(UpstreamUnavailable):
         client.get(f"/protected/{name}")
     assert time.monotonic() - started < 0.05
+
+
+def test_threads_starting_together_share_one_fetch(
+    target: str, store: redis.Redis, name: str
+) -> None:
+    client = users(target, store, name)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda _: client.get(f"/protected/{name}"), range(16)))
+    assert {a.json()["token"] for a in answers} == {"tok-1"}
+    assert issued(store) == 1
