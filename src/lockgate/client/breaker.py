@@ -1,6 +1,6 @@
 """A circuit breaker and a retry budget per target, shared by every worker through Redis.
 
-Our own small Lua scripts, not pybreaker: pybreaker's Redis storage reads
+Our own small Lua scripts (:mod:`.scripts`), not pybreaker: pybreaker's Redis storage reads
 and writes the state in separate commands, so two workers that both see
 "half-open" both send a trial. Here one script decides "may I call" and
 another records the outcome, each a single round trip, and the half-open
@@ -45,6 +45,8 @@ from typing import Any, Protocol
 
 import redis
 
+from . import scripts
+from .scripts import keys as target_keys
 from .settings import BreakerSettings
 
 __all__ = [
@@ -121,148 +123,15 @@ def _keep(settings: BreakerSettings) -> int:
     return max(settings.window_seconds, BUDGET_WINDOW) + 2
 
 
-# Every key of a target shares the hash tag {target}: one Redis Cluster slot.
-def _keys(target: str) -> tuple[str, str, str]:
-    base = f"lockgate:client:{{{target}}}"
-    return f"{base}:state", f"{base}:trial", f"{base}:w:"
-
-
-_PRELUDE = """
-if redis.replicate_commands then redis.replicate_commands() end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local second = math.floor(now / 1000)
-"""
-
-# KEYS: state, trial lease. ARGV: first call (1/0), lease ms, lease token,
-# bucket prefix, bucket ttl, reset ms.
-# Returns {admitted, state, ms until a call may pass, is the trial}.
-_ADMIT = (
-    _PRELUDE
-    + """
-local state = redis.call('HGET', KEYS[1], 's')
-if state == 'open' then
-  local reopen = tonumber(redis.call('HGET', KEYS[1], 'u')) or 0
-  if now < reopen then return {0, 2, reopen - now, 0} end
-  redis.call('HSET', KEYS[1], 's', 'half_open')
-  state = 'half_open'
-end
-if state == 'half_open' then
-  if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[2]) then
-    return {1, 1, 0, 1}
-  end
-  local left = redis.call('PTTL', KEYS[2])
-  return {0, 1, math.max(math.min(left, tonumber(ARGV[6])), 1), 0}
-end
-if ARGV[1] == '1' then
-  local bucket = ARGV[4] .. second
-  redis.call('HINCRBY', bucket, 'c', 1)
-  redis.call('EXPIRE', bucket, ARGV[5])
-end
-return {1, 0, 0, 0}
-"""
-)
-
-# KEYS: state, trial lease. ARGV: failed (1/0), lease token or '', failures,
-# rate, window s, min calls, reset ms, bucket prefix, bucket ttl, state ttl.
-# Returns {state, ms until half-open}.
-_RECORD = (
-    _PRELUDE
-    + """
-local failed = ARGV[1] == '1'
-local window = tonumber(ARGV[5])
-local reset = tonumber(ARGV[7])
-local prefix = ARGV[8]
-local bucket = prefix .. second
-redis.call('HINCRBY', bucket, 'n', 1)
-if failed then redis.call('HINCRBY', bucket, 'f', 1) end
-redis.call('EXPIRE', bucket, ARGV[9])
-if ARGV[2] ~= '' and redis.call('GET', KEYS[2]) == ARGV[2] then
-  redis.call('DEL', KEYS[2])
-  if failed then
-    redis.call('HSET', KEYS[1], 's', 'open', 'u', now + reset, 'k', 0)
-    redis.call('EXPIRE', KEYS[1], ARGV[10])
-    return {2, reset}
-  end
-  redis.call('HSET', KEYS[1], 's', 'closed', 'k', 0)
-  redis.call('EXPIRE', KEYS[1], ARGV[10])
-  for s = second - window + 1, second do redis.call('HDEL', prefix .. s, 'n', 'f') end
-  return {0, 0}
-end
-local state = redis.call('HGET', KEYS[1], 's')
-if state == 'open' then
-  local reopen = tonumber(redis.call('HGET', KEYS[1], 'u')) or now
-  return {2, math.max(reopen - now, 0)}
-elseif state == 'half_open' then
-  return {1, 0}
-end
-if not failed then
-  if (tonumber(redis.call('HGET', KEYS[1], 'k')) or 0) > 0 then
-    redis.call('HSET', KEYS[1], 'k', 0)
-  end
-  return {0, 0}
-end
-local opened = redis.call('HINCRBY', KEYS[1], 'k', 1) >= tonumber(ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[10])
-if not opened then
-  local n, f = 0, 0
-  for s = second - window + 1, second do
-    local v = redis.call('HMGET', prefix .. s, 'n', 'f')
-    n = n + (tonumber(v[1]) or 0)
-    f = f + (tonumber(v[2]) or 0)
-  end
-  opened = n >= tonumber(ARGV[6]) and f > tonumber(ARGV[4]) * n
-end
-if opened then
-  redis.call('HSET', KEYS[1], 's', 'open', 'u', now + reset, 'k', 0)
-  return {2, reset}
-end
-return {0, 0}
-"""
-)
-
-# ARGV: bucket prefix, ratio, floor, window s, bucket ttl. Returns 1 (take it) or 0.
-_WITHDRAW = (
-    _PRELUDE
-    + """
-local prefix = ARGV[1]
-local calls, retries = 0, 0
-for s = second - tonumber(ARGV[4]) + 1, second do
-  local v = redis.call('HMGET', prefix .. s, 'c', 'r')
-  calls = calls + (tonumber(v[1]) or 0)
-  retries = retries + (tonumber(v[2]) or 0)
-end
-if retries >= tonumber(ARGV[3]) + tonumber(ARGV[2]) * calls then return 0 end
-local bucket = prefix .. second
-redis.call('HINCRBY', bucket, 'r', 1)
-redis.call('EXPIRE', bucket, ARGV[5])
-return 1
-"""
-)
-
-_STATE = (
-    _PRELUDE
-    + """
-local state = redis.call('HGET', KEYS[1], 's')
-if state == 'open' then
-  if now < (tonumber(redis.call('HGET', KEYS[1], 'u')) or 0) then return 2 end
-  return 1
-end
-if state == 'half_open' then return 1 end
-return 0
-"""
-)
-
-
 class RedisBreaker:
     """Breakers and budgets in one Redis, seen alike by every worker and replica."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
-        self._admit = client.register_script(_ADMIT)
-        self._record = client.register_script(_RECORD)
-        self._withdraw = client.register_script(_WITHDRAW)
-        self._state = client.register_script(_STATE)
+        self._admit = client.register_script(scripts.ADMIT)
+        self._record = client.register_script(scripts.RECORD)
+        self._withdraw = client.register_script(scripts.WITHDRAW)
+        self._state = client.register_script(scripts.STATE)
         #: Used while Redis is down, for the retry budget only.
         self.fallback = LocalBreaker()
         self._warned_at = float("-inf")
@@ -286,7 +155,7 @@ class RedisBreaker:
     ) -> Admission:
         if not self._usable():
             return self._open_admission(target, first)
-        state, trial, prefix = _keys(target)
+        state, trial, prefix = target_keys(target)
         token = uuid.uuid4().hex
         try:
             found: Any = self._admit(
@@ -317,7 +186,7 @@ class RedisBreaker:
     ) -> int:
         if not self._usable():
             return CLOSED
-        state, lease, prefix = _keys(target)
+        state, lease, prefix = target_keys(target)
         try:
             found: Any = self._record(
                 keys=[state, lease],
@@ -342,7 +211,7 @@ class RedisBreaker:
     def withdraw(self, target: str) -> bool:
         if not self._usable():
             return self.fallback.withdraw(target)
-        prefix = _keys(target)[2]
+        prefix = target_keys(target)[2]
         try:
             found: Any = self._withdraw(
                 args=[prefix, BUDGET_RATIO, BUDGET_FLOOR, BUDGET_WINDOW, BUDGET_WINDOW + 2]
@@ -356,7 +225,7 @@ class RedisBreaker:
         if not self._usable():
             return CLOSED
         try:
-            return int(self._state(keys=[_keys(target)[0]]))
+            return int(self._state(keys=[target_keys(target)[0]]))
         except redis.RedisError as error:
             self._down(error)
             return CLOSED
