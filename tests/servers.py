@@ -185,12 +185,19 @@ SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 
 
 def schemathesis(
-    document_url: str, *, seed: int, max_time: int, cwd: Path, token: str | None = None
+    document_url: str,
+    *,
+    seed: int,
+    max_time: int,
+    cwd: Path,
+    token: str | None = None,
+    missing_data: bool = False,
 ) -> str:
     """Run schemathesis's CLI on one OpenAPI document (every check, every phase,
     a fixed seed, a time budget, no example database), with ``token`` on every
     request (its ``ignored_auth`` check then also sends none, and wants a 401);
-    assert it found nothing, and return its output for further checks."""
+    assert it found nothing (``missing_data``: but for its warning that the
+    ids it made up named nothing), and return its output for further checks."""
     command = [
         str(SCHEMATHESIS),
         "run",
@@ -210,5 +217,11 @@ def schemathesis(
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-30000:]
-    assert "No issues found" in output, output[-5000:]
+    if missing_data:
+        # Its generated ids rarely name data that exists (orders of users it
+        # cannot know): that warning is expected; every case must still pass.
+        assert "Missing test data" in output or "No issues found" in output, output[-5000:]
+        assert re.search(r"(\d+) generated, \1 passed", output), output[-5000:]
+    else:
+        assert "No issues found" in output, output[-5000:]
     return output

@@ -53,6 +53,8 @@ order_items = Table(
 )
 
 STATUSES = ("pending", "confirmed", "cancelled")
+#: The largest id (and keyset position) both databases hold: 64-bit signed.
+BIGINT_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +117,8 @@ class OrderStore:
         return Order(int(order_id), user_id, tuple(items), total, "pending", now)
 
     def get(self, order_id: int) -> Order | None:
+        if not 0 <= order_id <= BIGINT_MAX:
+            return None  # no such id can be stored, and SQLite would overflow
         found = self._load(select(orders).where(orders.c.id == order_id))
         return found[0] if found else None
 
@@ -127,6 +131,8 @@ class OrderStore:
 
     def cancel(self, order_id: int) -> Order | None:
         """Cancel a pending order (a confirmed or cancelled one stays as it is)."""
+        if not 0 <= order_id <= BIGINT_MAX:
+            return None
         with self.engine.begin() as connection:
             connection.execute(
                 update(orders)

@@ -9,7 +9,6 @@ does not know is a 404 ``UnknownUser``, and users being down is the client's
 from __future__ import annotations
 
 import base64
-import binascii
 from datetime import UTC
 from typing import Annotated, Any, Literal
 
@@ -21,16 +20,19 @@ from lockgate.auth import require_scope
 from lockgate.bodies import query_problem, read_json
 from lockgate.runtime import idempotent
 
-from .store import Item, Order, OrderStore
+from .store import BIGINT_MAX, Item, Order, OrderStore
 
-#: As the users service bounds its ids: a 64-bit signed integer.
-BIGINT_MAX = 2**63 - 1
 #: Printable text, no control characters.
 Sku = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
 ]
-#: A cursor is the last id of a page, in unpadded base64url of its decimal digits.
-Cursor = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")]
+#: A cursor is the last id of a page, 8 bytes big-endian in unpadded base64url
+#: (as the users service's): every string the pattern admits is a position
+#: from 0 to 2**63 - 1, so the document describes exactly what is accepted.
+Cursor = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-f][A-Za-z0-9_-]{9}[AEIMQUYcgkosw048]$"),
+]
 
 
 class LineItem(BaseModel):
@@ -100,18 +102,12 @@ def not_found(order_id: int) -> Problem:
 
 
 def encode_cursor(order_id: int) -> str:
-    return base64.urlsafe_b64encode(str(order_id).encode()).decode().rstrip("=")
+    return base64.urlsafe_b64encode(order_id.to_bytes(8, "big")).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-        position = int(text) if text.isdigit() else -1
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        position = -1
-    if not 0 <= position <= BIGINT_MAX:
-        raise Problem(400, "the cursor is not one this service gave", code="InvalidQuery")
-    return position
+    """The id a :data:`Cursor` names (validated already: always 0 to 2**63 - 1)."""
+    return int.from_bytes(base64.urlsafe_b64decode(cursor + "="), "big")
 
 
 def listing() -> OrderListing:

@@ -40,6 +40,7 @@ __all__ = [
     "PARSED_KEY",
     "parse_json_body",
     "query_problem",
+    "read_body",
     "read_json",
     "validation_problem",
 ]
@@ -85,7 +86,7 @@ def parse_json_body(*, max_depth: int = MAX_DEPTH) -> Any:
         stream, body = parsed
         if id(stream) == id(environ.get("wsgi.input")) and stream.tell() == 0:
             return body  # a version change's migrated body, parsed already, unread since
-    raw = _read_body()
+    raw = read_body()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -128,7 +129,7 @@ def query_problem(error: ValidationError) -> Problem:
     return Problem(400, "invalid query parameters", code="InvalidQuery", errors=errors)
 
 
-def _read_body() -> bytes:
+def read_body() -> bytes:
     """The whole body, or a 413 once it passes ``MAX_CONTENT_LENGTH``.
 
     A body that declares its length goes through Werkzeug (cached, so other

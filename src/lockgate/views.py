@@ -40,6 +40,8 @@ OPERATION_ATTR = "_lockgate_operation"
 #: On a view served in one version by the head's code: the methods it serves
 #: there (a version change may have removed or not yet added the others).
 SERVED_ATTR = "_lockgate_served_methods"
+#: On a view taking an ``Idempotency-Key``: whether the key is required.
+IDEMPOTENT_ATTR = "_lockgate_idempotent"
 
 
 def mark_neutral(view: T) -> T:

@@ -19,7 +19,14 @@ from pydantic import BaseModel, TypeAdapter
 from ..auth import required_scopes, security_scheme
 from ..versioning import Version, VersioningState, VersionStatus
 from ..versioning.versions import Label
-from ..views import NEUTRAL_ATTR, OPERATION_ATTR, SERVED_ATTR, Operation, operation
+from ..views import (
+    IDEMPOTENT_ATTR,
+    NEUTRAL_ATTR,
+    OPERATION_ATTR,
+    SERVED_ATTR,
+    Operation,
+    operation,
+)
 
 __all__ = ["Operation", "build_openapi", "catalog_entry", "iso", "operation"]
 
@@ -211,6 +218,20 @@ def _operation(
             op["parameters"].append(
                 {"name": name, "in": "query", "required": name in required, "schema": prop}
             )
+    idempotent = getattr(view, IDEMPOTENT_ATTR, None)
+    if idempotent is not None and method in ("POST", "PATCH"):
+        # Said in words, not as a header parameter: a generator of requests
+        # (schemathesis) would reuse one key for two bodies and take the
+        # 422 it is owed for a defect.
+        needed = "requires" if idempotent else "takes"
+        note = (
+            f"This operation {needed} an `Idempotency-Key` header "
+            "(draft-ietf-httpapi-idempotency-key-header): a repeat with the same key and "
+            "body replays the first answer (`Idempotent-Replayed: true`), the same key "
+            "with another body is 422 `IdempotencyKeyReused`, and a repeat while the "
+            "first still runs is 409 `IdempotencyKeyInUse`."
+        )
+        op["description"] = f"{op['description']}\n\n{note}" if op.get("description") else note
     if doc.request is not None and method in ("POST", "PUT", "PATCH"):
         op["requestBody"] = {
             "required": True,

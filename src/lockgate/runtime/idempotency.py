@@ -29,9 +29,9 @@ import redis
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from ..bodies import PARSED_KEY
-from ..bodies import _read_body as read_body
+from ..bodies import PARSED_KEY, read_body
 from ..problems import Problem
+from ..views import IDEMPOTENT_ATTR
 from .callers import client_key
 from .redis import redis_client
 from .settings import service_name, settle
@@ -352,6 +352,8 @@ def idempotent(*, required: bool = False) -> Callable[[F], F]:
                 return view(*args, **kwargs)
             return _run(_key(sent), lambda: view(*args, **kwargs))
 
+        # For the OpenAPI documents: the operation takes the header.
+        setattr(wrapper, IDEMPOTENT_ATTR, required)
         return wrapper  # type: ignore[return-value]
 
     return decorate
