@@ -33,6 +33,8 @@ from contextlib import contextmanager
 from flask import current_app, g, has_app_context, has_request_context, request
 from opentelemetry import context, propagate, trace
 
+from ..runtime.requestid import trace_id as runtime_trace_id
+
 __all__ = ["client_span", "trace_id"]
 
 _ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
@@ -91,9 +93,14 @@ def _request_parent(recording: bool) -> trace.SpanContext:
         if inbound.is_valid:
             found = inbound
         else:
+            # The trace id the runtime logs for this request, so both
+            # services' lines carry the same one.
             flags = trace.TraceFlags.SAMPLED if recording else trace.TraceFlags.DEFAULT
             found = trace.SpanContext(
-                _random_id(128), _random_id(64), is_remote=True, trace_flags=trace.TraceFlags(flags)
+                int(runtime_trace_id(), 16),
+                _random_id(64),
+                is_remote=True,
+                trace_flags=trace.TraceFlags(flags),
             )
         g.lockgate_trace_parent = found
     return found

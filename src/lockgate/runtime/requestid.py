@@ -9,6 +9,7 @@ either. Outgoing calls (:mod:`lockgate.client`) pass both on.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 from flask import Flask, Response, g, request
@@ -46,7 +47,13 @@ def trace_id() -> str:
     return found
 
 
+#: In the environ: ``time.monotonic()`` when the request reached the app, from
+#: which an incoming ``X-Request-Deadline-Ms`` budget is counted down.
+ARRIVED_KEY = "lockgate.arrived"
+
+
 def _assign() -> None:
+    request.environ.setdefault(ARRIVED_KEY, time.monotonic())
     request_id()
 
 

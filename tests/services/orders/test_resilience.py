@@ -297,6 +297,16 @@ def test_an_order_goes_through_users_with_the_trace(pair: Pair) -> None:
         mine = [r for r in lines(served.log) if r.get("request_id") == "trace-check-1"]
         assert mine, served.log.read_text()[-3000:]
         assert {r.get("trace_id") for r in mine} == {trace}, mine
+    # Without a traceparent, orders starts the trace, and users logs the same one.
+    made = order(pair, user_id, **{"X-Request-ID": "trace-check-2"})
+    assert made.status_code == 201, made.text
+    time.sleep(0.5)
+    found = set()
+    for served in (pair.orders, pair.users):
+        mine = [r for r in lines(served.log) if r.get("request_id") == "trace-check-2"]
+        assert mine, served.log.read_text()[-3000:]
+        found |= {r.get("trace_id") for r in mine}
+    assert len(found) == 1 and len(found.pop() or "") == 32
 
 
 def test_users_down_opens_the_breaker_one_trial_then_it_closes(pair: Pair) -> None:
