@@ -73,7 +73,7 @@ def test_a_sunset_moved_later(tmp_path: Path, start_fleet: Callable[..., Fleet])
 @pytest.mark.parametrize(
     ("text", "table", "reason"),
     [
-        ('[orders.1]\nsunset = "2030-01-01"\n', "[orders.1]", "unknown service"),
+        ('[billing.1]\nsunset = "2030-01-01"\n', "[billing.1]", "unknown service"),
         ('[users.7]\nsunset = "2030-01-01"\n', "[users.7]", "no version"),
         ('[users.1]\nsunset = "2025-01-01"\n', "[users.1]", "precedes"),
         ('[users.1]\nretire = "2025-01-01"\n', "[users.1]", "unknown keys"),
