@@ -70,6 +70,7 @@ bench: setup wrk bench-tools ## benchmarks; figures go to docs/benchmarks.md
 	$(BIN)/python bench/versioning.py --write docs/benchmarks.md
 	$(BIN)/python bench/changes.py --write docs/benchmarks.md
 	$(BIN)/python bench/auth.py --write docs/benchmarks.md
+	$(BIN)/python bench/orders.py --write docs/benchmarks.md
 	$(BIN)/python bench/serving.py --write docs/benchmarks.md
 
 # valgrind, its headers and a C compiler: bench/versioning.py counts
