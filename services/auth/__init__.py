@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.exceptions import HTTPException
 
 from lockgate.auth import REGISTRY, KeyStore
 from lockgate.auth.verify import MAX_LEEWAY
 from lockgate.config import environment_settings
 from lockgate.fleet.database import auth_keys_dir, database_url, normalize_url
-from lockgate.problems import Problem, handle_http_exception
+from lockgate.problems import handle_http_exception
 from lockgate.runtime import Runtime
 
 from . import web
@@ -66,7 +67,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     # A retired key is published until the last token it signed has expired.
     app.extensions["auth.keys"] = KeyStore(directory, retain=timedelta(seconds=ttl + MAX_LEEWAY))
     app.register_blueprint(web.bp)
-    app.register_error_handler(Problem, handle_http_exception)
+    # Every error is problem+json (a GET of /oauth/token is a 405, not a page);
+    # the token endpoint's own errors stay RFC 6749 JSON (web._error).
+    app.register_error_handler(HTTPException, handle_http_exception)
     runtime = Runtime().init_app(app)
     runtime.health.add_check("database", clients.ping)
     return app

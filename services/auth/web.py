@@ -18,7 +18,7 @@ import jwt
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from lockgate.auth import KeyStore
-from lockgate.runtime import spend
+from lockgate.runtime import spend, spent
 
 from .store import ClientStore
 
@@ -78,40 +78,46 @@ def no_store(response: Response) -> Response:
 
 
 def audiences(scopes: frozenset[str], known: frozenset[str]) -> list[str]:
-    """The services a token is for (its ``aud``): each scope's prefix
-    (``users:read`` is for users), and every service for an ``ops:`` scope,
-    which operators use on any of them."""
-    services = {scope.partition(":")[0] for scope in known} - {"ops"}
-    found: set[str] = set()
-    for scope in scopes:
-        prefix = scope.partition(":")[0]
-        found |= services if prefix == "ops" else {prefix}
-    return sorted(found)
+    """The services a token is for (its ``aud``): every resource service of
+    the fleet (the prefixes of the scopes it knows, ``ops`` aside), so a
+    service refuses a token it was not meant for with 403 naming the scope it
+    lacks (RFC 6750 ``insufficient_scope``), and a token from elsewhere for
+    no audience of ours with 401."""
+    return sorted({scope.partition(":")[0] for scope in known} - {"ops"})
 
 
 @bp.post("/oauth/token")
 def token() -> Response:
     """Issue an access token for the client credentials grant."""
     config = current_app.config
-    # Brute force costs a scrypt per try: bound it per address, before any work.
-    spend(config["LOCKGATE_AUTH_TOKEN_RATE_LIMIT_IP"], f"token-ip:{request.remote_addr}")
+    # Brute force: failed tries are counted per address and per client id, and
+    # once either budget is spent no secret is checked (a scrypt each) until
+    # the window passes. A client that knows its secret spends nothing.
+    per_ip = config["LOCKGATE_AUTH_TOKEN_RATE_LIMIT_IP"], f"token-ip:{request.remote_addr}"
+    spent(*per_ip)
     if request.mimetype != "application/x-www-form-urlencoded":
         return _error("invalid_request", "the body must be application/x-www-form-urlencoded")
     grant = request.form.get("grant_type")
     if grant is None:
         return _error("invalid_request", "grant_type is required")
+    repeated = sorted(name for name in request.form if len(request.form.getlist(name)) > 1)
+    if repeated:  # RFC 6749 §3.2: parameters must not be included more than once
+        return _error("invalid_request", f"repeated parameter: {', '.join(repeated)}")
     if grant != "client_credentials":
         return _error("unsupported_grant_type", "only client_credentials is supported")
     credentials = _credentials()
     if isinstance(credentials, Response):
         return credentials
     client_id, secret = credentials
+    per_client = config["LOCKGATE_AUTH_TOKEN_RATE_LIMIT_CLIENT"], f"token-client:{client_id}"
     if len(client_id) > 64 or len(secret) > 256:
+        spend(*per_ip)
         return _error("invalid_client", "unknown client or wrong secret", 401)
-    # And per client id, from any number of addresses.
-    spend(config["LOCKGATE_AUTH_TOKEN_RATE_LIMIT_CLIENT"], f"token-client:{client_id}")
+    spent(*per_client)
     client = _store().authenticate(client_id, secret)
     if client is None:
+        spend(*per_ip)
+        spend(*per_client)
         return _error("invalid_client", "unknown client or wrong secret", 401)
     asked = request.form.get("scope")
     scopes = client.scopes if asked is None else frozenset(asked.split())

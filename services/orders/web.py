@@ -22,9 +22,10 @@ from lockgate.runtime import idempotent
 
 from .store import BIGINT_MAX, Item, Order, OrderStore
 
-#: Printable text, no control characters.
+#: Any text without control characters (C0, DEL, C1), 1 to 64 characters.
 Sku = Annotated[
-    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
+    str,
+    StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$"),
 ]
 #: A cursor is the last id of a page, 8 bytes big-endian in unpadded base64url
 #: (as the users service's): every string the pattern admits is a position
@@ -38,7 +39,8 @@ Cursor = Annotated[
 class LineItem(BaseModel):
     """One line of an order."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Strict: "2" and true are not quantities (the document says integer).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     sku: Sku
     quantity: int = Field(ge=1, le=10_000)
@@ -48,7 +50,7 @@ class LineItem(BaseModel):
 class OrderIn(BaseModel):
     """A new order: whose, and what."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     user_id: int = Field(ge=1, le=BIGINT_MAX)
     items: list[LineItem] = Field(min_length=1, max_length=100)

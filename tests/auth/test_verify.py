@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from flask import Blueprint, Flask
 
-from lockgate.auth import Auth, KeyStore, current_client, require_scope
+from lockgate.auth import Auth, InvalidToken, KeyStore, current_client, require_scope
+from lockgate.auth.verify import FileLoader
 from tests.tokens import AUDIENCE, ISSUER, claims, mint
 
 
@@ -202,6 +203,37 @@ def test_a_token_before_rotation_works_until_it_expires_and_the_new_key_at_once(
     published = {k["kid"] for k in store.jwks()["keys"]}
     assert {jwt.get_unverified_header(t)["kid"] for t in (before, after)} < published
     assert len(published) == 3  # retired, signing, next
+
+
+def test_two_rotations_in_a_row_need_no_wait_with_the_issuers_file(store: KeyStore) -> None:
+    """Read from the key directory's jwks.json (the one-machine fleet), a
+    changed file is read again at once for an unknown kid; an unchanged one
+    waits the refetch interval like a URL."""
+    first = mint(store)
+    app = Flask("file-reader")
+    app.config["LOCKGATE_AUTH_JWKS_FILE"] = str(store.directory / "jwks.json")
+    Auth(app, issuer=ISSUER, audience=AUDIENCE)
+    verifier = app.extensions["lockgate.auth"]
+    assert isinstance(verifier.keys.load, FileLoader)
+    assert verifier.verify(first).client_id == "client-1"
+    store.rotate()
+    store.rotate()  # the key signing now was made by the first rotation, after the read
+    assert verifier.verify(mint(store)).client_id == "client-1"
+    # A kid the file does not hold, with the file unchanged: no reread.
+    reads: list[int] = []
+    loader = verifier.keys.load
+    verifier.keys.load = lambda: reads.append(1) or loader()
+    verifier.keys.load.changed = loader.changed  # type: ignore[attr-defined]
+    stranger = jwt.encode(
+        claims(),
+        Ed25519PrivateKey.generate(),
+        algorithm="EdDSA",
+        headers={"kid": "nobody", "typ": "at+jwt"},
+    )
+    for _ in range(3):
+        with pytest.raises(InvalidToken):
+            verifier.verify(stranger)
+    assert reads == []
 
 
 def test_a_retired_key_leaves_the_jwks_once_its_tokens_expired(store: KeyStore) -> None:

@@ -92,11 +92,11 @@ def test_usage_reports_clients_of_deprecated_versions(
     fleet = start_fleet()
     billing = fleet.create_client("legacy-billing", "users:read")
     billing_token = token_for(fleet.base, *billing)
-    # Counted by the token's client id; without a token, by the User-Agent's product.
+    # Counted by the token's client id; without a token, by the address.
     for headers, calls in (
         ({"Authorization": f"Bearer {billing_token}"}, 3),
         ({}, 1),
-        ({"Authorization": "", "User-Agent": "curl/8.5.0"}, 1),
+        ({"Authorization": ""}, 1),
     ):
         for _ in range(calls):
             fleet.http.get("/api/v1/users", headers=headers)
@@ -116,7 +116,7 @@ def test_usage_reports_clients_of_deprecated_versions(
     assert body == {
         ("users", "1", billing[0]): 3,
         ("users", "1", fleet.client_id): 1,
-        ("users", "1", "curl"): 1,
+        ("users", "1", "127.0.0.1"): 1,
     }
     down = lockgate(tmp_path, "usage", "--url", "http://127.0.0.1:9")
     assert down.returncode != 0

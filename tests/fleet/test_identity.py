@@ -246,7 +246,7 @@ def issuer(tmp_path_factory: pytest.TempPathFactory, attacker: Attacker) -> Iter
         found = Issuer(fleet, data, attacker)
         issued = fleet.token("users:read users:write")
         found.template = jwt.decode(issued, options={"verify_signature": False})
-        assert found.template["aud"] == "users"
+        assert found.template["aud"] == ["orders", "users"]  # every resource service
         yield found
 
 
@@ -371,7 +371,9 @@ FORGERIES: dict[str, Case] = {
     "payload not base64": Case(lambda i: _signed_segments(i, _header(i), "@@@@")),
     "malformed base64 everywhere": Case(lambda i: "%%%.***.!!!"),
     "five segments (JWE-shaped)": Case(_jwe_shaped),
-    "a token for another service (orders:read)": Case(lambda i: i.real("orders:read")),
+    "a token with another service's scope (orders:read)": Case(
+        lambda i: i.real("orders:read"), status=403
+    ),
     "an Authorization header over 8 KiB": Case(_over_8_kib),
     "a users:read token on a write": Case(
         lambda i: i.real("users:read"), method="POST", status=403

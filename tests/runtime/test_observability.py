@@ -37,7 +37,7 @@ def test_one_json_line_per_request(make_app: Callable[..., Flask], logs: io.Stri
     first = records["req-1"]
     assert first["service"] == "things"
     assert first["version"] == "2"
-    assert first["client"] == "curl"
+    assert first["client"] == "127.0.0.1"  # no token: the address
     assert first["method"] == "GET"
     assert first["route"] == "/api/v2/things"
     assert first["status"] == 200
@@ -80,7 +80,7 @@ def test_metrics(make_app: Callable[..., Flask]) -> None:
     client = make_app(LOCKGATE_SERVICE="metrics-test").test_client()
     before = client.get("/metrics", headers=ops()).get_data(as_text=True)
     for _ in range(3):
-        client.get("/api/v1/things", headers={"User-Agent": "legacy-sync/1.0"})
+        client.get("/api/v1/things", environ_overrides={"REMOTE_ADDR": "192.0.2.7"})
     client.get("/api/v2/nothing")
     text = client.get("/metrics", headers=ops()).get_data(as_text=True)
     labels = {"service": "metrics-test", "version": "1", "route": "/api/v1/things"}
@@ -90,7 +90,7 @@ def test_metrics(make_app: Callable[..., Flask]) -> None:
         == 3
     )
     assert metric(text, "http_request_duration_seconds_count", **labels) >= 3
-    deprecated = {"service": "metrics-test", "version": "1", "client": "legacy-sync"}
+    deprecated = {"service": "metrics-test", "version": "1", "client": "192.0.2.7"}
     assert (
         metric(text, "api_deprecated_requests_total", **deprecated)
         - metric(before, "api_deprecated_requests_total", **deprecated)
@@ -118,14 +118,15 @@ def test_deprecated_usage_report(
 ) -> None:
     config = {"REDIS_URL": request.getfixturevalue("redis_url")} if backend == "redis" else {}
     client = make_app(**config).test_client()
-    for agent, count in (("curl/8.5", 3), ("python-httpx/0.28", 1)):
+    # Without a token, a client is its address.
+    for address, count in (("192.0.2.1", 3), ("192.0.2.2", 1)):
         for _ in range(count):
-            client.get("/api/v1/things", headers={"User-Agent": agent})
-    client.get("/api/v2/things", headers={"User-Agent": "fresh-client/1"})
+            client.get("/api/v1/things", environ_overrides={"REMOTE_ADDR": address})
+    client.get("/api/v2/things", environ_overrides={"REMOTE_ADDR": "192.0.2.3"})
     rows = client.get("/usage", headers=ops()).get_json()
     assert [(r["service"], r["version"], r["client"], r["calls"]) for r in rows] == [
-        ("things", "1", "curl", 3),
-        ("things", "1", "python-httpx", 1),
+        ("things", "1", "192.0.2.1", 3),
+        ("things", "1", "192.0.2.2", 1),
     ]
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", r["last_seen"]) for r in rows)
 
@@ -155,14 +156,15 @@ def test_usage_rows_are_bounded_per_version(
         config["REDIS_URL"] = request.getfixturevalue("redis_url")
     client = make_app(**config).test_client()
     for index in range(30):
-        client.get("/api/v1/things", headers={"User-Agent": f"agent{index}/1.0"})
-    client.get("/api/v1/things", headers={"User-Agent": "agent0/1.0"})
+        client.get("/api/v1/things", environ_overrides={"REMOTE_ADDR": f"192.0.2.{index}"})
+    client.get("/api/v1/things", environ_overrides={"REMOTE_ADDR": "192.0.2.0"})
     rows = {row["client"]: row["calls"] for row in client.get("/usage", headers=ops()).get_json()}
-    assert rows == {"agent0": 2, "agent1": 1, "agent2": 1, "agent3": 1, "agent4": 1, "other": 25}
+    first = {f"192.0.2.{n}": 1 for n in range(1, 5)}
+    assert rows == {"192.0.2.0": 2, **first, "other": 25}
     text = client.get("/metrics", headers=ops()).get_data(as_text=True)
     clients = {
         dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))["client"]
         for line in text.splitlines()
         if line.startswith("api_deprecated_requests_total{") and f'service="{service}"' in line
     }
-    assert clients == {"agent0", "agent1", "agent2", "agent3", "agent4", "other"}
+    assert clients == {f"192.0.2.{n}" for n in range(5)} | {"other"}

@@ -85,9 +85,9 @@ def one_request(clock: SwitchingClock, logs: io.StringIO, service: str) -> dict[
     client = app.test_client()
     before = deprecated_count(client.get("/metrics").get_data(as_text=True), service)
     clock.arm()
-    response = client.get("/api/v1/things", headers={"User-Agent": "seam-check/1"})
+    response = client.get("/api/v1/things", environ_overrides={"REMOTE_ADDR": "192.0.2.99"})
     after = deprecated_count(client.get("/metrics").get_data(as_text=True), service)
-    usage = [row for row in client.get("/usage").get_json() if row["client"] == "seam-check"]
+    usage = [row for row in client.get("/usage").get_json() if row["client"] == "192.0.2.99"]
     access = [
         json.loads(line)
         for line in logs.getvalue().splitlines()

@@ -10,17 +10,16 @@ both problem+json.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping
 from functools import wraps
-from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, current_app, request
 
 from ..config import apply_settings
 from ..problems import Problem, handle_http_exception
-from .verify import Client, InvalidToken, TokenVerifier, url_loader
+from .verify import Client, FileLoader, InvalidToken, TokenVerifier, url_loader
 
 __all__ = [
     "Auth",
@@ -98,8 +97,7 @@ class Auth:
             if url:
                 load = url_loader(str(url))
             elif file:
-                path = Path(file)
-                load = lambda: json.loads(path.read_text())  # noqa: E731
+                load = FileLoader(str(file))
             else:
                 load = url_loader(f"{str(issuer).rstrip('/')}/.well-known/jwks.json")
         # Its 401 and 403 are problem+json even on an app without versioning.
@@ -276,12 +274,19 @@ def security_scheme(app: Flask) -> dict[str, Any] | None:
     scopes = {scope for _, _, scope in app.extensions.get(_BLUEPRINT_SCOPES, ())}
     for view in app.view_functions.values():
         scopes.update(scope for _, scope in getattr(view, SCOPES_ATTR, ()))
+    token_url = str(app.config["LOCKGATE_AUTH_TOKEN_URL"])
+    issuer = urlsplit(app.extensions["lockgate.auth"].issuer)
+    found = urlsplit(token_url)
+    if (found.scheme, found.netloc) == (issuer.scheme, issuer.netloc):
+        # The issuer's own origin: a path, so the page's origin is used
+        # (docs opened at localhost or behind a gateway post to their own host).
+        token_url = found.path
     return {
         "type": "oauth2",
         "description": "OAuth 2.0 client credentials: an access token from the auth service.",
         "flows": {
             "clientCredentials": {
-                "tokenUrl": app.config["LOCKGATE_AUTH_TOKEN_URL"],
+                "tokenUrl": token_url,
                 "scopes": {scope: f"the {scope} scope" for scope in sorted(scopes)},
             }
         },

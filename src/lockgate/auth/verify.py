@@ -14,6 +14,7 @@ their ``exp``, so a busy client's token is checked once, not per request.
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from collections import OrderedDict
@@ -35,7 +36,9 @@ KEYS_MAX_AGE = 60.0
 #: The most leeway on ``exp``, ``nbf`` and ``iat``.
 MAX_LEEWAY = 30
 _FORBIDDEN_HEADERS = ("jku", "x5u", "x5c", "jwk")
-_REQUIRED = ["exp", "iat", "iss", "aud", "sub"]
+#: RFC 9068 §2.2: ``iss``, ``exp``, ``aud``, ``sub``, ``client_id``, ``iat``
+#: and ``jti`` are all required (``client_id`` is checked below).
+_REQUIRED = ["exp", "iat", "iss", "aud", "sub", "jti"]
 
 
 class InvalidToken(Exception):
@@ -67,7 +70,11 @@ class _Keys:
         with self.lock:
             age = time.monotonic() - self.fetched
             key = self.keys.get(kid)
-            if (key is None and age >= REFETCH_INTERVAL) or age >= KEYS_MAX_AGE:
+            # A local file that changed since it was read is read again at once:
+            # one stat, no storm (two rotations in a row need no 30 s wait).
+            changed = getattr(self.load, "changed", None)
+            fresh = key is None and callable(changed) and changed()
+            if (key is None and age >= REFETCH_INTERVAL) or age >= KEYS_MAX_AGE or fresh:
                 self.refresh()
                 key = self.keys.get(kid)
         return key
@@ -88,6 +95,35 @@ class _Keys:
             return
         if found:
             self.keys = found
+
+
+class FileLoader:
+    """A JWKS from a file on this machine (the issuer's ``jwks.json``), which
+    says when it has changed since it was read."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.read_as: tuple[int, int] | None = None
+
+    def _stamp(self) -> tuple[int, int] | None:
+        import os
+
+        try:
+            found = os.stat(self.path)
+        except OSError:
+            return None
+        return found.st_mtime_ns, found.st_size
+
+    def changed(self) -> bool:
+        stamp = self._stamp()
+        return stamp is not None and stamp != self.read_as
+
+    def __call__(self) -> Mapping[str, Any]:
+        stamp = self._stamp()
+        with open(self.path, encoding="utf-8") as file:
+            document: Mapping[str, Any] = json.load(file)
+        self.read_as = stamp
+        return document
 
 
 def url_loader(url: str, timeout: float = 5.0) -> Callable[[], Mapping[str, Any]]:
@@ -195,9 +231,9 @@ class TokenVerifier:
         iat = claims.get("iat")
         if not isinstance(iat, int | float) or iat > now + self.leeway:
             raise InvalidToken("the token was issued in the future")
-        client_id = claims.get("client_id", claims["sub"])
+        client_id = claims.get("client_id")
         scope = claims.get("scope", "")
-        if not isinstance(client_id, str) or not isinstance(scope, str):
-            raise InvalidToken("client_id and scope must be strings")
+        if not isinstance(client_id, str) or not client_id or not isinstance(scope, str):
+            raise InvalidToken("client_id (required) and scope must be strings")
         client = Client(client_id, frozenset(scope.split()), claims)
         return client, float(claims["exp"])

@@ -555,6 +555,40 @@ def keys_list(directory: str | None, token_ttl: int) -> None:
         click.echo(f"{key.kid}  {state:8}  {shown}")
 
 
+def _manifest_services() -> list[str]:
+    """The manifest's services with an API (the ones that serve versions), or
+    ``[""]`` (the fleet's default service) without a manifest."""
+    from .manifest import load_manifest
+
+    try:
+        fleet = load_manifest(os.environ.get("LOCKGATE_FLEET"))
+    except ConfigurationError:
+        return [""]
+    return [s.name for s in fleet.services if s.paths] or [""]
+
+
+def _usage_rows(target: str, token: str | None) -> list[dict[str, Any]]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    asking = urllib.request.Request(target)
+    if token:
+        asking.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(asking, timeout=10) as response:
+            found: list[dict[str, Any]] = json.load(response)
+    except urllib.error.HTTPError as error:
+        if error.code in (401, 403):
+            raise click.ClickException(
+                f"{target} answered {error.code}: give --token (a token with ops:read)"
+            ) from None
+        raise click.ClickException(f"cannot read {target}: {error}") from None
+    except OSError as error:
+        raise click.ClickException(f"cannot read {target}: {error}") from None
+    return found
+
+
 @main.group()
 def clients() -> None:
     """The auth service's OAuth 2.0 clients (in its database)."""
@@ -714,29 +748,21 @@ def upgrade(manifest: str) -> None:
 )
 def usage(url: str, service: str | None, token: str | None) -> None:
     """Which clients still call deprecated versions: how often, when last."""
-    import json
-    import urllib.error
-    import urllib.request
-
     from rich.table import Table
 
     from ..openapi import table_console
 
-    target = f"{url.rstrip('/')}/usage" + (f"?service={service}" if service else "")
-    asking = urllib.request.Request(target)
-    if token:
-        asking.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(asking, timeout=10) as response:
-            rows = json.load(response)
-    except urllib.error.HTTPError as error:
-        if error.code in (401, 403):
-            raise click.ClickException(
-                f"{target} answered {error.code}: give --token (a token with ops:read)"
-            ) from None
-        raise click.ClickException(f"cannot read {target}: {error}") from None
-    except OSError as error:
-        raise click.ClickException(f"cannot read {target}: {error}") from None
+    # Without Redis each service keeps its own report: ask each of the manifest's.
+    names = [service] if service else _manifest_services()
+    targets = [f"{url.rstrip('/')}/usage" + (f"?service={name}" if name else "") for name in names]
+    rows: list[dict[str, Any]] = []
+    seen: set[tuple[str, str, str]] = set()
+    for target in targets:
+        for row in _usage_rows(target, token):
+            key = (row["service"], row["version"], row["client"])
+            if key not in seen and (not service or row["service"] == service):
+                seen.add(key)
+                rows.append(row)
     table = Table(title="Calls to deprecated versions")
     for column in ("service", "version", "client", "calls", "last_seen"):
         table.add_column(column, overflow="fold")

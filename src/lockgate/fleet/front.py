@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 from werkzeug.utils import ImportStringError, import_string
 
@@ -80,6 +81,11 @@ class FleetApp:
                 environ["SCRIPT_NAME"] = f"{environ.get('SCRIPT_NAME', '')}{MOUNT}{name}"
                 environ["PATH_INFO"] = "/" + rest
                 return app(environ, start_response)
+        if path == "/usage":
+            # Each service keeps its own report without Redis: ask the one named.
+            wanted = parse_qs(environ.get("QUERY_STRING", "")).get("service", [""])[0]
+            if wanted in self.apps:
+                return self.apps[wanted](environ, start_response)
         return self.app_for(path)(environ, start_response)
 
 

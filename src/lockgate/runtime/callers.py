@@ -2,8 +2,8 @@
 
 The authenticated client id (a verified bearer token, through
 :func:`lockgate.auth.current_client`, or one :func:`set_client` recorded),
-else the address (for limits: behind ``ProxyFix`` it is the real client, not
-the proxy) or the ``User-Agent`` family (for usage).
+else the address (behind ``ProxyFix`` the real client's, not the proxy's),
+for limits and for the usage report alike.
 """
 
 from __future__ import annotations
@@ -60,9 +60,10 @@ def client_key() -> str:
 
 
 def client_label() -> str:
-    """Usage-report identity: the authenticated id, else the User-Agent family."""
+    """Usage-report identity: the authenticated id, else the address (as for
+    limits: behind ``ProxyFix``, the real client's)."""
     client = _client_id()
-    return client if client else user_agent_family(request.headers.get("User-Agent"))
+    return client if client else (request.remote_addr or "unknown")
 
 
 class BoundedLabels:

@@ -38,7 +38,7 @@ from .callers import client_key
 from .redis import redis_client
 from .settings import service_name, settle
 
-__all__ = ["RateLimits", "Rider", "limit", "ride", "spend"]
+__all__ = ["RateLimits", "Rider", "limit", "ride", "spend", "spent"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 #: Another extension's Redis reads for this request: the keys to ``MGET`` and
@@ -46,6 +46,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 Rider = Callable[[], tuple[list[str], Callable[[list[Any]], None]] | None]
 #: ``(item, key, keys to MGET alongside) -> (count, seconds left, their values)``.
 Counter = Callable[[RateLimitItem, str, list[str]], tuple[int, int, list[Any]]]
+#: ``(item, key) -> (count, seconds left)``, counting nothing.
+Peek = Callable[[RateLimitItem, str], tuple[int, int]]
 LIMIT_ATTR = "_lockgate_rate_limit"
 logger = logging.getLogger("lockgate.ratelimit")
 
@@ -72,6 +74,8 @@ class _LimitState:
     warned_at: float = 0.0
     riders: list[Rider] = field(default_factory=list)
     shared: bool = False
+    #: ``(item, key) -> (count, seconds left)`` without counting (see :func:`spent`).
+    peek: Peek | None = None
 
 
 def ride(app: Flask, rider: Rider) -> bool:
@@ -110,14 +114,15 @@ class RateLimits:
         config = app.config
         service = service_name(app)
         client = redis_client(app)
-        count = (
-            _redis_counter(client, f"lockgate:rl:{service}")
-            if client is not None
-            else _memory_counter()
-        )
+        prefix = f"lockgate:rl:{service}"
+        if client is not None:
+            count, peek = _redis_counter(client, prefix), _redis_peek(client, prefix)
+        else:
+            count, peek = _memory_counter_and_peek()
         deprecated = config["LOCKGATE_RATE_LIMIT_DEPRECATED"]
         app.extensions["lockgate.ratelimit"] = _LimitState(
             count=count,
+            peek=peek,
             shared=client is not None,
             service=service,
             default=(default := _item(config["LOCKGATE_RATE_LIMIT"])),
@@ -174,7 +179,21 @@ def _redis_counter(client: redis.Redis, prefix: str) -> Counter:
     return count
 
 
-def _memory_counter() -> Counter:
+def _redis_peek(
+    client: redis.Redis, prefix: str
+) -> Callable[[RateLimitItem, str], tuple[int, int]]:
+    def peek(item: RateLimitItem, key: str) -> tuple[int, int]:
+        name = f"{prefix}:{item.amount}/{item.get_expiry()}:{key}"
+        pipe = client.pipeline(transaction=False)
+        pipe.get(name)
+        pipe.ttl(name)
+        found, ttl = pipe.execute()
+        return int(found or 0), max(0, int(ttl))
+
+    return peek
+
+
+def _memory_counter_and_peek() -> tuple[Counter, Peek]:
     storage = MemoryStorage()
 
     def count(item: RateLimitItem, key: str, also: list[str]) -> tuple[int, int, list[Any]]:
@@ -182,7 +201,11 @@ def _memory_counter() -> Counter:
         found = storage.incr(full, item.get_expiry())
         return found, max(0, math.ceil(storage.get_expiry(full) - time.time())), []
 
-    return count
+    def peek(item: RateLimitItem, key: str) -> tuple[int, int]:
+        full = item.key_for(key)
+        return int(storage.get(full)), max(0, math.ceil(storage.get_expiry(full) - time.time()))
+
+    return count, peek
 
 
 def _half(item: RateLimitItem | None) -> RateLimitItem | None:
@@ -253,6 +276,32 @@ def _check() -> None:
         )
 
 
+def spent(value: str, key: str) -> None:
+    """Raise the 429 of :func:`spend` if ``key``'s budget is spent already,
+    without counting this request (for budgets of failures: look first, and
+    :func:`spend` only when the attempt failed)."""
+    state: _LimitState = current_app.extensions["lockgate.ratelimit"]
+    item = state.routes.get(value) or state.routes.setdefault(value, parse(value))
+    if state.peek is None:
+        return
+    try:
+        count, reset = state.peek(item, f"spend:{key}")
+    except Exception as error:  # Redis down: fail open, loudly
+        logger.warning("rate limiting is off, its storage failed: %s", error)
+        return
+    if count >= item.amount:
+        raise _spent_problem(item, reset)
+
+
+def _spent_problem(item: RateLimitItem, reset: int) -> Problem:
+    return Problem(
+        429,
+        f"rate limit of {item} exceeded; retry in {max(1, reset)} s",
+        code="RateLimited",
+        headers={"Retry-After": str(max(1, reset)), **_fields(item.amount, 0, reset)},
+    )
+
+
 def spend(value: str, key: str) -> None:
     """Count this request against ``key``'s own budget of ``value`` (``"20/minute"``).
 
@@ -270,12 +319,7 @@ def spend(value: str, key: str) -> None:
         logger.warning("rate limiting is off, its storage failed: %s", error)
         return
     if count > item.amount:
-        raise Problem(
-            429,
-            f"rate limit of {item} exceeded; retry in {reset} s",
-            code="RateLimited",
-            headers={"Retry-After": str(max(1, reset)), **_fields(item.amount, 0, reset)},
-        )
+        raise _spent_problem(item, reset)
 
 
 def _fields(limit_: int, remaining: int, reset: int) -> dict[str, str]:

@@ -67,7 +67,8 @@ def test_client_credentials_by_basic_and_by_form(app: Flask, registered: tuple[s
         assert header["typ"] == "at+jwt" and header["alg"] == "EdDSA" and header["kid"]
         claims = jwt.decode(body["access_token"], options={"verify_signature": False})
         assert claims["sub"] == claims["client_id"] == client_id
-        assert claims["iss"] == ISSUER and claims["aud"] == "users"
+        # For every resource service: the scopes say what it may do there.
+        assert claims["iss"] == ISSUER and claims["aud"] == ["orders", "users"]
         assert claims["exp"] - claims["iat"] == 600 and claims["jti"]
 
 
@@ -184,3 +185,29 @@ def test_a_token_is_accepted_by_a_resource_service(app: Flask, registered: tuple
         "/users", headers={"Authorization": f"Bearer {issued['access_token']}"}
     )
     assert answer.status_code == 200 and answer.get_json() == {"client": registered[0]}
+
+
+def test_only_failed_tries_spend_the_budgets(app: Flask, registered: tuple[str, str]) -> None:
+    app.config["LOCKGATE_AUTH_TOKEN_RATE_LIMIT_IP"] = "3/minute"
+    client_id, secret = registered
+    grant = {"grant_type": "client_credentials"}
+    # A client that knows its secret is never held back by the address's budget.
+    assert [token(app, grant, basic(client_id, secret)).status_code for _ in range(6)] == [200] * 6
+    wrong = [token(app, grant, basic(client_id, f"guess-{n}")) for n in range(4)]
+    assert [r.status_code for r in wrong] == [401, 401, 401, 429]
+    assert wrong[3].mimetype == "application/problem+json"
+    assert wrong[3].headers["Cache-Control"] == "no-store" and wrong[3].headers["Retry-After"]
+    # Spent: not even the right secret is checked now, from this address.
+    assert token(app, grant, basic(client_id, secret)).status_code == 429
+
+
+def test_a_parameter_sent_twice_is_invalid_request(app: Flask, registered: tuple[str, str]) -> None:
+    client_id, secret = registered
+    answer = app.test_client().post(
+        "/oauth/token",
+        data="grant_type=client_credentials&grant_type=client_credentials",
+        content_type="application/x-www-form-urlencoded",
+        headers=basic(client_id, secret),
+    )
+    assert answer.status_code == 400
+    assert answer.get_json()["error"] == "invalid_request"
