@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge, Histogram
 
-__all__ = ["count", "observe", "show_state"]
+__all__ = ["count", "observe", "ready", "show_state"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +65,12 @@ def _made() -> _Families:
                     ),
                 )
     return _families
+
+
+def ready() -> None:
+    """Make the families now (a client is being built, in its worker), so
+    ``/metrics`` names them before the first call."""
+    _made()
 
 
 def count(target: str, method: str, outcome: str) -> None:

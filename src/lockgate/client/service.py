@@ -110,6 +110,7 @@ class ServiceClient:
             weakref.WeakKeyDictionary()
         )
         self._settings_outside: tuple[Timeouts, BreakerSettings] | None = None
+        metrics.ready()
 
     def __repr__(self) -> str:
         return f"ServiceClient({self.target!r}, version={self.version!r})"
