@@ -13,7 +13,14 @@ from datetime import UTC
 from typing import Annotated, Any, Literal
 
 from flask import Blueprint, Response, current_app, jsonify, request
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 
 from lockgate import Problem, operation, url_for
 from lockgate.auth import require_scope
@@ -36,23 +43,34 @@ Cursor = Annotated[
 ]
 
 
+def _json_integer(value: Any) -> Any:
+    """A JSON integer (``2``, or ``2.0``, which JSON Schema calls an integer too);
+    never ``"2"`` or ``true``, which pydantic's lax mode would take."""
+    if isinstance(value, bool | str):
+        raise ValueError("must be a JSON integer, not a string or a boolean")
+    return value
+
+
+#: What the document's ``integer`` means, and nothing more.
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+
+
 class LineItem(BaseModel):
     """One line of an order."""
 
-    # Strict: "2" and true are not quantities (the document says integer).
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid")
 
     sku: Sku
-    quantity: int = Field(ge=1, le=10_000)
-    unit_price_cents: int = Field(ge=0, le=100_000_000)
+    quantity: JsonInt = Field(ge=1, le=10_000)
+    unit_price_cents: JsonInt = Field(ge=0, le=100_000_000)
 
 
 class OrderIn(BaseModel):
     """A new order: whose, and what."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid")
 
-    user_id: int = Field(ge=1, le=BIGINT_MAX)
+    user_id: JsonInt = Field(ge=1, le=BIGINT_MAX)
     items: list[LineItem] = Field(min_length=1, max_length=100)
 
 

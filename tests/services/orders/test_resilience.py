@@ -312,7 +312,8 @@ def test_an_order_goes_through_users_with_the_trace(pair: Pair) -> None:
 def test_users_down_opens_the_breaker_one_trial_then_it_closes(pair: Pair) -> None:
     user_id = new_user(pair)
     assert order(pair, user_id).status_code == 201
-    pair.proxy.mode = "fail"
+    # Users dies: every connection is dropped without an answer.
+    pair.proxy.mode = "drop"
     try:
         first = [order(pair, user_id) for _ in range(6)]
         assert all(r.status_code in (502, 503) for r in first), [r.text for r in first]
