@@ -82,17 +82,25 @@ class Fleet:
 
     def create_client(self, name: str, scopes: str) -> tuple[str, str]:
         """``lockgate clients create`` in the fleet's environment: (id, secret)."""
-        result = subprocess.run(
-            [str(LOCKGATE), "clients", "create", name, "--scopes", scopes, "--json"],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert result.returncode == 0, result.stderr
-        made = json.loads(result.stdout)
-        return made["client_id"], made["client_secret"]
+        return create_client(self.env, name, scopes)
+
+
+def create_client(
+    env: dict[str, str], name: str, scopes: str, manifest: Path | None = None
+) -> tuple[str, str]:
+    """``lockgate clients create NAME --scopes ... --json`` in ``env``: (id, secret)."""
+    where = ["--manifest", str(manifest)] if manifest else []
+    result = subprocess.run(
+        [str(LOCKGATE), "clients", "create", name, "--scopes", scopes, "--json", *where],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    made = json.loads(result.stdout)
+    return made["client_id"], made["client_secret"]
 
 
 def development_client(output: str) -> tuple[str, str]:

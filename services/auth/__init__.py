@@ -20,12 +20,12 @@ from werkzeug.exceptions import HTTPException
 from lockgate.auth import REGISTRY, KeyStore
 from lockgate.auth.verify import MAX_LEEWAY
 from lockgate.config import environment_settings
-from lockgate.fleet.database import auth_keys_dir, database_url, normalize_url
+from lockgate.fleet.database import auth_keys_dir, database_url, make_engine, normalize_url
 from lockgate.problems import handle_http_exception
 from lockgate.runtime import Runtime
 
 from . import web
-from .store import ClientStore, make_engine
+from .store import ClientStore
 
 __all__ = ["SCOPES", "create_app"]
 

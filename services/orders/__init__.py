@@ -19,10 +19,10 @@ from flask import Flask
 from lockgate import Versioning
 from lockgate.auth import Auth
 from lockgate.config import environment_settings
-from lockgate.fleet.database import database_url, normalize_url
+from lockgate.fleet.database import database_url, make_engine, normalize_url
 from lockgate.runtime import Runtime
 
-from .store import OrderStore, make_engine
+from .store import OrderStore
 from .versions import orders_versions
 from .web import head_blueprint
 

@@ -16,11 +16,11 @@ from flask import Flask
 from lockgate import Versioning
 from lockgate.auth import Auth
 from lockgate.config import environment_settings
-from lockgate.fleet.database import database_url, normalize_url
+from lockgate.fleet.database import database_url, make_engine, normalize_url
 from lockgate.runtime import Runtime, invalidate
 
 from . import guide, v1, v2
-from .store import UserStore, make_engine
+from .store import UserStore
 from .versions import users_versions
 
 __all__ = ["create_app"]

@@ -18,7 +18,6 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    create_engine,
     delete,
     insert,
     select,
@@ -40,13 +39,6 @@ users = Table(
     Column("email_key", String(320), nullable=False, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
-
-
-def make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        # Threads of one process share the file; writers wait instead of failing.
-        return create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-    return create_engine(url, pool_pre_ping=True)
 
 
 #: The largest integer any integer the service sends to a database may be (an

@@ -25,7 +25,7 @@ import httpx
 import pytest
 import redis
 
-from tests.servers import free_port, stop, token_for, wait_until_up
+from tests.servers import create_client, free_port, stop, token_for, wait_until_up
 
 LOCKGATE = Path(sys.executable).parent / "lockgate"
 MANIFEST = Path(__file__).parent / "servefleet" / "fleet.toml"
@@ -57,17 +57,7 @@ class Served:
 
     def bearer(self, scopes: str = "users:read users:write") -> dict[str, str]:
         """Headers with a token of a client made for ``scopes`` (the reference fleet)."""
-        result = subprocess.run(
-            [str(LOCKGATE), "clients", "create", "tests", "--scopes", scopes, "--json"],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert result.returncode == 0, result.stderr
-        made = json.loads(result.stdout)
-        token = token_for(self.base, made["client_id"], made["client_secret"])
+        token = token_for(self.base, *create_client(self.env, "tests", scopes.replace(" ", ",")))
         return {"Authorization": f"Bearer {token}"}
 
 

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .manifest import Fleet, Service
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -18,6 +22,7 @@ __all__ = [
     "auth_keys_dir",
     "data_dir",
     "database_url",
+    "make_engine",
     "normalize_url",
     "upgrade",
     "upgrade_fleet",
@@ -54,6 +59,20 @@ def database_url(service: str) -> str:
     """``$DATABASE_URL``, else a SQLite file named after the service."""
     url = os.environ.get("DATABASE_URL")
     return normalize_url(url) if url else f"sqlite:///{data_dir() / service}.db"
+
+
+def make_engine(url: str) -> Engine:
+    """A SQLAlchemy engine for a service's database.
+
+    SQLite: the threads of one process share the file, and a writer waits for
+    another (30 s) instead of failing. Elsewhere: pooled connections checked
+    before use, so a database restart costs no request.
+    """
+    from sqlalchemy import create_engine
+
+    if url.startswith("sqlite"):
+        return create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    return create_engine(url, pool_pre_ping=True)
 
 
 def upgrade(migrations: Path, url: str) -> None:

@@ -26,7 +26,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.servers import LOCKGATE, ROOT, free_port, stop, token_for, unique_email, wait_until_up
+from tests.servers import (
+    LOCKGATE,
+    ROOT,
+    create_client,
+    free_port,
+    stop,
+    token_for,
+    unique_email,
+    wait_until_up,
+)
 
 pytestmark = pytest.mark.server
 
@@ -210,27 +219,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         proxy = Proxy(users.base)
 
         def client(name: str, scopes: str) -> tuple[str, str]:
-            made = subprocess.run(
-                [
-                    str(LOCKGATE),
-                    "clients",
-                    "create",
-                    name,
-                    "--scopes",
-                    scopes,
-                    "--json",
-                    "--manifest",
-                    str(identity),
-                ],
-                cwd=ROOT,
-                env=base_env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            assert made.returncode == 0, made.stderr
-            body = json.loads(made.stdout)
-            return body["client_id"], body["client_secret"]
+            return create_client(base_env, name, scopes, identity)
 
         orders_id, orders_secret = client("service:orders", "users:read")
         tester = client("tester", "users:write,orders:read,orders:write")
