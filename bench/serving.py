@@ -1,7 +1,8 @@
 """HTTP throughput of the served fleet, side by side in one run (wrk on loopback).
 
 Each case starts `lockgate serve` on 127.0.0.1 with its own settings, seeds
-100 users, warms up, then runs wrk for a fixed time; ratios compare cases of
+100 users, warms up, then runs wrk for a fixed time (the fleet's requests with
+a bearer token of a client the run makes); ratios compare cases of
 the same run. Requires wrk and a Redis at $REDIS_URL (default the local one).
 
     python bench/serving.py [--seconds 4] [--rounds 3] [--connections 16]
@@ -11,6 +12,7 @@ the same run. Requires wrk and a Redis at $REDIS_URL (default the local one).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -143,7 +145,15 @@ def run_case(case: Case, data_dir: Path, args: argparse.Namespace) -> Result:
                 time.sleep(0.1)
             if time.monotonic() > deadline or process.poll() is not None:
                 raise NotStarted(f"{case.name}: server did not start (its log is in serve.log)")
-        subprocess.run(["wrk", "-t1", "-c4", "-d1s", f"{base}{case.path}"], capture_output=True)
+        # The fleet's reads need a token (users:read); the peers ignore it.
+        auth = (
+            []
+            if case.peer is not None
+            else ["-H", f"Authorization: Bearer {token(base, data_dir)}"]
+        )
+        subprocess.run(
+            ["wrk", "-t1", "-c4", "-d1s", *auth, f"{base}{case.path}"], capture_output=True
+        )
         out = subprocess.run(
             [
                 "wrk",
@@ -151,6 +161,7 @@ def run_case(case: Case, data_dir: Path, args: argparse.Namespace) -> Result:
                 f"-c{args.connections}",
                 f"-d{args.seconds}s",
                 "--latency",
+                *auth,
                 f"{base}{case.path}",
             ],
             capture_output=True,
@@ -189,6 +200,46 @@ def database(data_dir: Path) -> Path:
     return next((path for path in found if "users" in path.name), found[0])
 
 
+def bench_client(data_dir: Path) -> tuple[str, str]:
+    """The benchmark's OAuth client in the fleet's auth database (made once):
+    the fleet's reads need a token since identity, and the figures include
+    verifying it (cached by digest, as in production)."""
+    path = data_dir / "bench-client.json"
+    if not path.exists():
+        made = subprocess.run(
+            [
+                str(LOCKGATE),
+                "clients",
+                "create",
+                "bench",
+                "--scopes",
+                "users:read,users:write",
+                "--json",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "LOCKGATE_DATA_DIR": str(data_dir)},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        path.write_text(made.stdout)
+    found = json.loads(path.read_text())
+    return found["client_id"], found["client_secret"]
+
+
+def token(base: str, data_dir: Path) -> str:
+    """An access token from the server at ``base`` (its issuer is its own address)."""
+    answer = httpx.post(
+        f"{base}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=bench_client(data_dir),  # Basic
+        timeout=10,
+    )
+    answer.raise_for_status()
+    found: str = answer.json()["access_token"]
+    return found
+
+
 def seed(data_dir: Path) -> None:
     """100 users in the SQLite store every case reads."""
     env = {**os.environ, "LOCKGATE_DATA_DIR": str(data_dir), "LOCKGATE_RATE_LIMIT": HIGH}
@@ -208,6 +259,8 @@ def seed(data_dir: Path) -> None:
                     break
                 except httpx.TransportError:
                     time.sleep(0.1)
+            bearer = token(f"http://127.0.0.1:{port}", data_dir)
+            client.headers["Authorization"] = f"Bearer {bearer}"
             for index in range(100):
                 body = {
                     "first_name": f"User{index}",
