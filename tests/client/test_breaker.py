@@ -247,3 +247,33 @@ def test_a_view_answers_503_problem_json_with_retry_after_while_the_breaker_is_o
     assert problem["status"] == 503
     assert problem["instance"] == "/orders"
     assert store.hget(f"lockgate:client:{{{name}}}:state", "s") == b"open"
+
+
+def test_timeouts_cut_short_by_the_callers_budget_do_not_open_the_breaker(
+    target: str, store: redis.Redis, name: str
+) -> None:
+    """A caller sending ``X-Request-Deadline-Ms: 50`` gets its 504, but the
+    target (healthy, 300 ms) is not marked failing for every other caller;
+    the same slowness against the client's own, full timeout does count."""
+    from lockgate.client import DEADLINE_HEADER, Timeouts, UpstreamTimeout
+
+    client = ServiceClient(name, base_url=target, redis=store, breaker=breaker(failures=3))
+    app = Flask("budgeted")
+    for _ in range(5):
+        with (
+            app.test_request_context(headers={DEADLINE_HEADER: "50"}),
+            pytest.raises(UpstreamTimeout),
+        ):
+            client.get(f"/slow/{name}", params={"seconds": 0.3})
+    assert client.breaker_state() == "closed"
+    own = ServiceClient(
+        name,
+        base_url=target,
+        redis=store,
+        breaker=breaker(failures=3),
+        timeouts=Timeouts(connect=1.0, read=0.05, deadline=5.0),
+    )
+    for _ in range(3):
+        with pytest.raises(UpstreamTimeout):
+            own.get(f"/slow/{name}", params={"seconds": 0.3})
+    assert own.breaker_state() == "open"

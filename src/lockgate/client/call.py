@@ -33,6 +33,9 @@ class Call:
     deadline: float
     #: An idempotent method, or a request with an ``Idempotency-Key``.
     retryable: bool
+    #: When the client's own deadline ends; later than :attr:`deadline` when
+    #: the caller's budget (``X-Request-Deadline-Ms``) is the tighter one.
+    own_deadline: float = float("inf")
     #: The half-open trial lease the current attempt holds, if it is the trial.
     trial: str | None = None
     #: The last attempt's outcome, as the ``outcome`` label counts it.
@@ -42,3 +45,11 @@ class Call:
     def remaining(self) -> float:
         """Seconds left before the deadline (negative once it has passed)."""
         return self.deadline - time.monotonic()
+
+    def cut_by_caller(self, left: float) -> bool:
+        """Whether an attempt given ``left`` seconds had less time than the
+        client's own settings allow, because the caller's budget was shorter: its
+        timeout then says nothing of the target's health (and a caller sending
+        ``X-Request-Deadline-Ms: 1`` must not open the breaker for everyone)."""
+        own = min(self.own_deadline - time.monotonic(), self.timeouts.read)
+        return self.deadline < self.own_deadline and left < own

@@ -167,6 +167,7 @@ class ServiceClient:
         timeouts, settings = self.settings()
         deadline = started + timeouts.deadline
         inbound = inbound_deadline()
+        own_deadline = deadline
         if inbound is not None and inbound < deadline:
             deadline = inbound
         label = method_label(method)
@@ -189,6 +190,7 @@ class ServiceClient:
             settings=settings,
             timeouts=timeouts,
             deadline=deadline,
+            own_deadline=own_deadline,
             retryable=method in IDEMPOTENT or "Idempotency-Key" in headers,
         )
         http = pooled(self.base_url)

@@ -170,7 +170,9 @@ class ResilientTransport(httpx.BaseTransport):
                 response.close()
         except (httpx.TransportError, UpstreamTimeout) as error:
             call.outcome = _outcome(error)
-            self._record(call, failed=True)
+            timed_out = isinstance(error, httpx.TimeoutException | UpstreamTimeout)
+            if not (timed_out and call.cut_by_caller(left)):
+                self._record(call, failed=True)
             raise
         call.outcome = f"{response.status_code // 100}xx"
         self._record(call, failed=response.status_code in FAILURE_STATUSES)
