@@ -2,28 +2,10 @@
 
 from __future__ import annotations
 
-from alembic import context
 from services.orders.store import metadata
-from sqlalchemy import create_engine
 
-#: Its own: the fleet's services may share one database (one DATABASE_URL),
-#: and each keeps its own revision history.
-VERSION_TABLE = "alembic_version_orders"
-url = context.config.get_main_option("sqlalchemy.url")
-assert url, "lockgate db upgrade sets sqlalchemy.url"
+from lockgate.fleet.database import run_migrations
 
-if context.is_offline_mode():
-    context.configure(
-        url=url, target_metadata=metadata, literal_binds=True, version_table=VERSION_TABLE
-    )
-    with context.begin_transaction():
-        context.run_migrations()
-else:
-    engine = create_engine(url)
-    with engine.connect() as connection:
-        context.configure(
-            connection=connection, target_metadata=metadata, version_table=VERSION_TABLE
-        )
-        with context.begin_transaction():
-            context.run_migrations()
-    engine.dispose()
+# Its own revision table: the fleet's services may share one database.
+
+run_migrations(metadata, version_table="alembic_version_orders")

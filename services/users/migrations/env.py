@@ -2,21 +2,8 @@
 
 from __future__ import annotations
 
-from alembic import context
 from services.users.store import metadata
-from sqlalchemy import create_engine
 
-url = context.config.get_main_option("sqlalchemy.url")
-assert url, "lockgate db upgrade sets sqlalchemy.url"
+from lockgate.fleet.database import run_migrations
 
-if context.is_offline_mode():
-    context.configure(url=url, target_metadata=metadata, literal_binds=True)
-    with context.begin_transaction():
-        context.run_migrations()
-else:
-    engine = create_engine(url)
-    with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=metadata)
-        with context.begin_transaction():
-            context.run_migrations()
-    engine.dispose()
+run_migrations(metadata)

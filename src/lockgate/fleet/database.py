@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .manifest import Fleet, Service
 
@@ -24,6 +24,7 @@ __all__ = [
     "database_url",
     "make_engine",
     "normalize_url",
+    "run_migrations",
     "upgrade",
     "upgrade_fleet",
 ]
@@ -73,6 +74,35 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         return create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
     return create_engine(url, pool_pre_ping=True)
+
+
+def run_migrations(metadata: Any, version_table: str = "alembic_version") -> None:
+    """The body of every service's Alembic ``env.py``: migrate the database
+    ``lockgate db upgrade`` named, online or offline.
+
+    :param version_table: the service's own revision table, so services
+        sharing one database (one ``DATABASE_URL``) keep their histories apart.
+    """
+    from alembic import context
+    from sqlalchemy import create_engine
+
+    url = context.config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("lockgate db upgrade sets sqlalchemy.url")
+    options = {"target_metadata": metadata, "version_table": version_table}
+    if context.is_offline_mode():
+        context.configure(url=url, literal_binds=True, **options)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            context.configure(connection=connection, **options)
+            with context.begin_transaction():
+                context.run_migrations()
+    finally:
+        engine.dispose()
 
 
 def upgrade(migrations: Path, url: str) -> None:
