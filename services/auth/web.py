@@ -18,7 +18,7 @@ import jwt
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from lockgate.auth import KeyStore
-from lockgate.runtime import spend, spent
+from lockgate.runtime import refund, spend
 
 from .store import ClientStore
 
@@ -90,11 +90,12 @@ def audiences(scopes: frozenset[str], known: frozenset[str]) -> list[str]:
 def token() -> Response:
     """Issue an access token for the client credentials grant."""
     config = current_app.config
-    # Brute force: failed tries are counted per address and per client id, and
-    # once either budget is spent no secret is checked (a scrypt each) until
-    # the window passes. A client that knows its secret spends nothing.
+    # Brute force: every try is counted per address and per client id before
+    # any secret is checked (a scrypt each), so parallel tries cannot slip past
+    # one look; a try that succeeds is given back, so a client that knows its
+    # secret spends nothing.
     per_ip = config["LOCKGATE_AUTH_TOKEN_RATE_LIMIT_IP"], f"token-ip:{request.remote_addr}"
-    spent(*per_ip)
+    spend(*per_ip)
     if request.mimetype != "application/x-www-form-urlencoded":
         return _error("invalid_request", "the body must be application/x-www-form-urlencoded")
     grant = request.form.get("grant_type")
@@ -110,15 +111,14 @@ def token() -> Response:
         return credentials
     client_id, secret = credentials
     per_client = config["LOCKGATE_AUTH_TOKEN_RATE_LIMIT_CLIENT"], f"token-client:{client_id}"
-    if len(client_id) > 64 or len(secret) > 256:
-        spend(*per_ip)
+    if len(client_id) > 64 or len(secret) > 256 or not client_id.isprintable():
         return _error("invalid_client", "unknown client or wrong secret", 401)
-    spent(*per_client)
+    spend(*per_client)
     client = _store().authenticate(client_id, secret)
     if client is None:
-        spend(*per_ip)
-        spend(*per_client)
         return _error("invalid_client", "unknown client or wrong secret", 401)
+    refund(*per_ip)
+    refund(*per_client)
     asked = request.form.get("scope")
     scopes = client.scopes if asked is None else frozenset(asked.split())
     if not scopes or not scopes <= client.scopes:

@@ -320,3 +320,20 @@ def test_two_clients_behind_one_address_each_get_their_own_budget(store: KeyStor
         client.get("/api/v1/things", headers={"Authorization": f"Bearer {tokens[0]}"}).status_code
         == 429
     )
+
+
+def test_a_key_past_retention_leaves_jwks_json_without_waiting_for_a_rotation(
+    store: KeyStore,
+) -> None:
+    """The file verifiers on one machine read drops it as soon as the issuer
+    signs again, so a key rotated out (leaked, say) is not trusted from it."""
+    from datetime import UTC, datetime
+
+    first = store.current()
+    store.rotate()
+    public = store.directory / "jwks.json"
+    assert first.kid in public.read_text()
+    later = datetime.now(UTC) + timedelta(minutes=12)  # past retain (11 minutes)
+    store.current(later)  # the issuer signs a token: no rotation
+    assert first.kid not in public.read_text()
+    assert not (store.directory / f"{first.kid}.pem").exists()

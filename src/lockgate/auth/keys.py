@@ -81,10 +81,11 @@ class KeyStore:
         index = self._index()
         found = []
         for kid, entry in index.items():
-            path = self.directory / f"{kid}.pem"
-            if not path.exists():
-                continue
-            private = load_pem_private_key(path.read_bytes(), password=None)
+            try:
+                pem = (self.directory / f"{kid}.pem").read_bytes()
+            except FileNotFoundError:
+                continue  # pruned by another process since the index was read
+            private = load_pem_private_key(pem, password=None)
             found.append(
                 SigningKey(
                     kid,
@@ -98,7 +99,18 @@ class KeyStore:
 
     def current(self, now: datetime | None = None) -> SigningKey:
         """The key that signs (made, with the next one, on first use)."""
-        keys = [key for key in self.stored() if key.retired is None and key.activated is not None]
+        moment = now or datetime.now(UTC)
+        stored = self.stored()
+        if any(k.retired is not None and moment >= k.retired + self.retain for k in stored):
+            # A key past its retention leaves the disk and the public jwks.json
+            # now, not at the next rotation: verifiers reading the file drop it.
+            with self._locked():
+                index = self._index()
+                self._prune(index, moment)
+                self._write_index(index)
+                self._write_public(moment)
+            stored = self.stored()
+        keys = [key for key in stored if key.retired is None and key.activated is not None]
         if keys:
             return keys[-1]
         with self._locked():

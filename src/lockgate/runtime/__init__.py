@@ -30,7 +30,7 @@ from .idempotency import Idempotency, idempotent
 from .logs import RequestLogs
 from .memcached import MemcachedCache
 from .metrics import Metrics
-from .ratelimit import RateLimits, limit, ride, spend, spent
+from .ratelimit import RateLimits, limit, refund, ride, spend
 from .redis import redis_client
 from .requestid import RequestIds, request_id, trace_id
 from .security import Security
@@ -55,10 +55,10 @@ __all__ = [
     "idempotent",
     "invalidate",
     "limit",
+    "refund",
     "request_id",
     "set_client",
     "spend",
-    "spent",
     "trace_id",
 ]
 

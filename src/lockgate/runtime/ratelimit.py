@@ -38,7 +38,7 @@ from .callers import client_key
 from .redis import redis_client
 from .settings import service_name, settle
 
-__all__ = ["RateLimits", "Rider", "limit", "ride", "spend", "spent"]
+__all__ = ["RateLimits", "Rider", "limit", "refund", "ride", "spend"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 #: Another extension's Redis reads for this request: the keys to ``MGET`` and
@@ -46,8 +46,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 Rider = Callable[[], tuple[list[str], Callable[[list[Any]], None]] | None]
 #: ``(item, key, keys to MGET alongside) -> (count, seconds left, their values)``.
 Counter = Callable[[RateLimitItem, str, list[str]], tuple[int, int, list[Any]]]
-#: ``(item, key) -> (count, seconds left)``, counting nothing.
-Peek = Callable[[RateLimitItem, str], tuple[int, int]]
+#: ``(item, key)``: give one request back to ``key``'s budget (see :func:`refund`).
+Refund = Callable[[RateLimitItem, str], None]
 LIMIT_ATTR = "_lockgate_rate_limit"
 logger = logging.getLogger("lockgate.ratelimit")
 
@@ -74,8 +74,7 @@ class _LimitState:
     warned_at: float = 0.0
     riders: list[Rider] = field(default_factory=list)
     shared: bool = False
-    #: ``(item, key) -> (count, seconds left)`` without counting (see :func:`spent`).
-    peek: Peek | None = None
+    refund: Refund | None = None
 
 
 def ride(app: Flask, rider: Rider) -> bool:
@@ -116,13 +115,13 @@ class RateLimits:
         client = redis_client(app)
         prefix = f"lockgate:rl:{service}"
         if client is not None:
-            count, peek = _redis_counter(client, prefix), _redis_peek(client, prefix)
+            count, refund = _redis_counter(client, prefix), _redis_refund(client, prefix)
         else:
-            count, peek = _memory_counter_and_peek()
+            count, refund = _memory_counter_and_refund()
         deprecated = config["LOCKGATE_RATE_LIMIT_DEPRECATED"]
         app.extensions["lockgate.ratelimit"] = _LimitState(
             count=count,
-            peek=peek,
+            refund=refund,
             shared=client is not None,
             service=service,
             default=(default := _item(config["LOCKGATE_RATE_LIMIT"])),
@@ -179,21 +178,23 @@ def _redis_counter(client: redis.Redis, prefix: str) -> Counter:
     return count
 
 
-def _redis_peek(
-    client: redis.Redis, prefix: str
-) -> Callable[[RateLimitItem, str], tuple[int, int]]:
-    def peek(item: RateLimitItem, key: str) -> tuple[int, int]:
+_DECR = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECR', KEYS[1]) end
+return 0
+"""
+
+
+def _redis_refund(client: redis.Redis, prefix: str) -> Refund:
+    def refund(item: RateLimitItem, key: str) -> None:
         name = f"{prefix}:{item.amount}/{item.get_expiry()}:{key}"
-        pipe = client.pipeline(transaction=False)
-        pipe.get(name)
-        pipe.ttl(name)
-        found, ttl = pipe.execute()
-        return int(found or 0), max(0, int(ttl))
+        # Only a live counter (which keeps its TTL): a DECR of one that expired
+        # would leave a key without a TTL.
+        client.eval(_DECR, 1, name)
 
-    return peek
+    return refund
 
 
-def _memory_counter_and_peek() -> tuple[Counter, Peek]:
+def _memory_counter_and_refund() -> tuple[Counter, Refund]:
     storage = MemoryStorage()
 
     def count(item: RateLimitItem, key: str, also: list[str]) -> tuple[int, int, list[Any]]:
@@ -201,11 +202,10 @@ def _memory_counter_and_peek() -> tuple[Counter, Peek]:
         found = storage.incr(full, item.get_expiry())
         return found, max(0, math.ceil(storage.get_expiry(full) - time.time())), []
 
-    def peek(item: RateLimitItem, key: str) -> tuple[int, int]:
-        full = item.key_for(key)
-        return int(storage.get(full)), max(0, math.ceil(storage.get_expiry(full) - time.time()))
+    def refund(item: RateLimitItem, key: str) -> None:
+        storage.decr(item.key_for(key))
 
-    return count, peek
+    return count, refund
 
 
 def _half(item: RateLimitItem | None) -> RateLimitItem | None:
@@ -276,21 +276,18 @@ def _check() -> None:
         )
 
 
-def spent(value: str, key: str) -> None:
-    """Raise the 429 of :func:`spend` if ``key``'s budget is spent already,
-    without counting this request (for budgets of failures: look first, and
-    :func:`spend` only when the attempt failed)."""
+def refund(value: str, key: str) -> None:
+    """Give back the request :func:`spend` counted against ``key``'s budget of
+    ``value``: for budgets of failures, spend before the attempt (so parallel
+    tries cannot all pass one look) and refund the ones that succeeded."""
     state: _LimitState = current_app.extensions["lockgate.ratelimit"]
     item = state.routes.get(value) or state.routes.setdefault(value, parse(value))
-    if state.peek is None:
+    if state.refund is None:
         return
     try:
-        count, reset = state.peek(item, f"spend:{key}")
+        state.refund(item, f"spend:{key}")
     except Exception as error:  # Redis down: fail open, loudly
         logger.warning("rate limiting is off, its storage failed: %s", error)
-        return
-    if count >= item.amount:
-        raise _spent_problem(item, reset)
 
 
 def _spent_problem(item: RateLimitItem, reset: int) -> Problem:
