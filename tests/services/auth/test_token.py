@@ -211,4 +211,3 @@ def test_a_parameter_sent_twice_is_invalid_request(app: Flask, registered: tuple
     )
     assert answer.status_code == 400
     assert answer.get_json()["error"] == "invalid_request"
-
