@@ -22,7 +22,8 @@ ALLOWED = {
     "runtime": {"versioning", "auth"},
     "serving": {"runtime"},
     "client": {"runtime"},
-    "fleet": {"auth", "versioning", "openapi", "runtime", "serving"},
+    "jobs": {"runtime", "auth", "versioning"},
+    "fleet": {"auth", "versioning", "openapi", "runtime", "serving", "jobs"},
 }
 
 

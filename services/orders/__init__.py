@@ -20,8 +20,11 @@ from lockgate import Versioning
 from lockgate.auth import Auth
 from lockgate.config import environment_settings
 from lockgate.fleet.database import database_url, make_engine, normalize_url
+from lockgate.jobs import Jobs
+from lockgate.jobs import blueprint as jobs_blueprint
 from lockgate.runtime import Runtime
 
+from . import confirmation
 from .store import OrderStore
 from .versions import orders_versions
 from .web import head_blueprint
@@ -56,13 +59,17 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if test_config is not None:
         app.config.from_mapping(test_config)
     url = normalize_url(app.config["DATABASE_URL"] or database_url("orders"))
-    store = OrderStore(make_engine(url))
+    engine = make_engine(url)
+    store = OrderStore(engine)
     app.extensions["orders.store"] = store
     Auth(app)
-    Versioning(app, versions=orders_versions(), head=head_blueprint())
+    versioning = Versioning(app, versions=orders_versions(), head=head_blueprint())
+    versioning.register_blueprint(jobs_blueprint(), versions=["1", "2"])
     runtime = Runtime().init_app(app)
     runtime.health.add_check("database", store.ping)
-    app.extensions["orders.users"] = _users_client(app)
+    users = app.extensions["orders.users"] = _users_client(app)
+    jobs = Jobs(app, engine=engine)
+    confirmation.declare(jobs, store, users)
     return app
 
 

@@ -4,11 +4,12 @@ An order and its items are written in one transaction; ``user_id`` is the
 users service's id, checked through its API when the order is made (no
 foreign key across services). Status moves ``pending`` -> ``confirmed`` or
 ``cancelled``; a cancelled order is never confirmed (the update says so in
-its ``WHERE``).
+its ``WHERE``), and each move writes an ``order_events`` row with it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     DateTime,
     Engine,
     ForeignKey,
@@ -51,6 +53,18 @@ order_items = Table(
     Column("unit_price_cents", BigInteger, nullable=False),
 )
 
+#: What happened to an order, one row per change: the confirmation job's
+#: effect is written here in the transaction that finishes the job.
+order_events = Table(
+    "order_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("order_id", Id, ForeignKey("orders.id", ondelete="CASCADE"), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("job_id", String(64), nullable=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
 STATUSES = ("pending", "confirmed", "cancelled")
 #: The largest id (and keyset position) both databases hold: 64-bit signed.
 BIGINT_MAX = 2**63 - 1
@@ -83,7 +97,14 @@ class OrderStore:
         with self.engine.connect() as connection:
             connection.execute(select(1))
 
-    def create(self, user_id: int, items: list[Item]) -> Order:
+    def create(
+        self,
+        user_id: int,
+        items: list[Item],
+        then: Callable[[Connection, int], object] | None = None,
+    ) -> Order:
+        """Write an order and its items; ``then(connection, order_id)`` runs in
+        the same transaction (accepting its confirmation job)."""
         now = datetime.now(UTC)
         total = sum(item.quantity * item.unit_price_cents for item in items)
         with self.engine.begin() as connection:
@@ -107,6 +128,8 @@ class OrderStore:
                     for position, item in enumerate(items)
                 ],
             )
+            if then is not None:
+                then(connection, int(order_id))
         return Order(int(order_id), user_id, tuple(items), total, "pending", now)
 
     def get(self, order_id: int) -> Order | None:
@@ -127,22 +150,37 @@ class OrderStore:
         if not 0 <= order_id <= BIGINT_MAX:
             return None
         with self.engine.begin() as connection:
-            connection.execute(
-                update(orders)
-                .where(orders.c.id == order_id, orders.c.status == "pending")
-                .values(status="cancelled")
-            )
+            self.change(connection, order_id, "cancelled")
         return self.get(order_id)
 
-    def confirm(self, order_id: int) -> bool:
-        """Confirm a pending order; ``False`` if it is not pending (cancelled)."""
-        with self.engine.begin() as connection:
-            done = connection.execute(
-                update(orders)
-                .where(orders.c.id == order_id, orders.c.status == "pending")
-                .values(status="confirmed")
+    def change(
+        self, connection: Connection, order_id: int, status: str, job_id: str | None = None
+    ) -> bool:
+        """Move a pending order to ``status`` in ``connection``'s transaction,
+        with its event; ``False`` if it is not pending (cancelled, confirmed)."""
+        done = connection.execute(
+            update(orders)
+            .where(orders.c.id == order_id, orders.c.status == "pending")
+            .values(status=status)
+        )
+        if done.rowcount != 1:
+            return False
+        connection.execute(
+            insert(order_events).values(
+                order_id=order_id, event=status, job_id=job_id, at=datetime.now(UTC)
             )
-        return done.rowcount > 0
+        )
+        return True
+
+    def events(self, order_id: int) -> list[tuple[str, str | None]]:
+        """(event, job id) of an order, oldest first."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(order_events.c.event, order_events.c.job_id)
+                .where(order_events.c.order_id == order_id)
+                .order_by(order_events.c.id)
+            ).all()
+        return [(row[0], row[1]) for row in rows]
 
     def _load(self, query: Any) -> list[Order]:
         with self.engine.connect() as connection:

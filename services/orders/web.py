@@ -27,6 +27,7 @@ from lockgate.auth import require_scope
 from lockgate.bodies import query_problem, read_json
 from lockgate.runtime import idempotent
 
+from .confirmation import enqueue
 from .store import BIGINT_MAX, Item, Order, OrderStore
 
 #: Any text without control characters (C0, DEL, C1), 1 to 64 characters.
@@ -177,7 +178,8 @@ def head_blueprint() -> Blueprint:
         body = read_json(OrderIn)
         check_user(body.user_id)
         items = [Item(i.sku, i.quantity, i.unit_price_cents) for i in body.items]
-        order = store().create(body.user_id, items)
+        jobs = current_app.extensions["lockgate.jobs"]
+        order = store().create(body.user_id, items, then=enqueue(jobs))
         location = url_for("orders.get_order", order_id=order.id)
         return jsonify(represent(order)), 201, {"Location": location}
 

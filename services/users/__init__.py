@@ -17,9 +17,11 @@ from lockgate import Versioning
 from lockgate.auth import Auth
 from lockgate.config import environment_settings
 from lockgate.fleet.database import database_url, make_engine, normalize_url
+from lockgate.jobs import Jobs
+from lockgate.jobs import blueprint as jobs_blueprint
 from lockgate.runtime import Runtime, invalidate
 
-from . import guide, v1, v2
+from . import exports, guide, v1, v2
 from .store import UserStore
 from .versions import users_versions
 
@@ -56,13 +58,18 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.config.from_mapping(test_config)
     url = normalize_url(app.config["DATABASE_URL"] or database_url("users"))
 
-    store = UserStore(make_engine(url), on_change=lambda: invalidate("users"))
+    engine = make_engine(url)
+    store = UserStore(engine, on_change=lambda: invalidate("users"))
     app.extensions["users.store"] = store
+    jobs = Jobs(app, engine=engine)
+    exports.declare(jobs, store)
 
     Auth(app)
     versioning = Versioning(app, versions=users_versions(app.config["LOCKGATE_PUBLIC_URL"]))
     versioning.register_blueprint(v1.bp, version="1")
     versioning.register_blueprint(v2.bp, version="2")
+    versioning.register_blueprint(exports.blueprint(), version="2")
+    versioning.register_blueprint(jobs_blueprint(), versions=["1", "2"])
     app.register_blueprint(versioning.neutral(guide.bp))
     runtime = Runtime().init_app(app)
     runtime.health.add_check("database", store.ping)

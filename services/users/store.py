@@ -6,7 +6,7 @@ address), so concurrent creates of one address cannot both succeed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     delete,
+    func,
     insert,
     select,
     update,
@@ -151,3 +152,22 @@ class UserStore:
             return False
         self.on_change()
         return True
+
+    def count(self) -> int:
+        with self.engine.connect() as connection:
+            found = connection.execute(select(func.count()).select_from(users)).scalar()
+        return int(found or 0)
+
+    def batches(self, size: int = 1000) -> Iterator[list[User]]:
+        """Every user by id, ``size`` at a time (keyset: bounded memory, and a
+        user added meanwhile past the last id is included)."""
+        after = 0
+        while True:
+            with self.engine.connect() as connection:
+                rows = connection.execute(
+                    select(users).where(users.c.id > after).order_by(users.c.id).limit(size)
+                ).all()
+            if not rows:
+                return
+            yield [_user(row) for row in rows]
+            after = rows[-1].id

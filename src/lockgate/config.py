@@ -10,13 +10,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from flask import Config, Flask
 
-__all__ = ["PREFIX", "apply_settings", "environment_settings"]
+__all__ = ["DATA_DIR_ENV", "PREFIX", "apply_settings", "data_dir", "environment_settings"]
 
 PREFIX = "LOCKGATE"
+#: Where embedded data lives (SQLite files, keys, job results): ``./.lockgate``.
+DATA_DIR_ENV = "LOCKGATE_DATA_DIR"
+
+
+def data_dir() -> Path:
+    """The folder for embedded data, created on first use."""
+    folder = Path(os.environ.get(DATA_DIR_ENV) or ".lockgate").resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def environment_settings(extra: Iterable[str] = ()) -> dict[str, Any]:

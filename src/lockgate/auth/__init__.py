@@ -12,6 +12,7 @@ from __future__ import annotations
 from .clients import REGISTRY, ClientRegistry, RegisteredClient, client_registry
 from .extension import (
     Auth,
+    authenticated,
     check_scope,
     current_client,
     require_scope,
@@ -32,6 +33,7 @@ __all__ = [
     "RegisteredClient",
     "SigningKey",
     "TokenVerifier",
+    "authenticated",
     "check_scope",
     "client_registry",
     "current_client",

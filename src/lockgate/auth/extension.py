@@ -23,6 +23,7 @@ from .verify import Client, FileLoader, InvalidToken, TokenVerifier, url_loader
 
 __all__ = [
     "Auth",
+    "authenticated",
     "check_scope",
     "current_client",
     "require_scope",
@@ -182,6 +183,18 @@ def _forbidden(scope: str) -> Problem:
 
 def _quote(text: str) -> str:
     return text.replace("\\", "").replace('"', "'")[:200]
+
+
+def authenticated() -> Client:
+    """The client of this request, whatever its scopes (for resources that
+    are checked per object, like a job and who made it).
+
+    :raises Problem: 401 without a valid token.
+    """
+    client, reason = _identify()
+    if client is None:
+        raise _unauthorized(reason or "a bearer token is required")
+    return client
 
 
 def check_scope(scope: str) -> Client:

@@ -12,12 +12,13 @@ names, never by importing ``services`` itself.
 from __future__ import annotations
 
 from .front import FleetApp, create_fleet_app
-from .manifest import Fleet, Service, load_manifest
+from .manifest import Fleet, Service, Worker, load_manifest
 
 __all__ = [
     "Fleet",
     "FleetApp",
     "Service",
+    "Worker",
     "create_fleet_app",
     "load_manifest",
 ]

@@ -33,6 +33,7 @@ EXTRAS = {
     **dict.fromkeys(("alembic", "psycopg", "sqlalchemy"), "db"),
     **dict.fromkeys(("jwt", "cryptography"), "auth"),
     **dict.fromkeys(("httpx", "tenacity", "opentelemetry"), "client"),
+    **dict.fromkeys(("celery", "kombu", "billiard"), "jobs"),
 }
 
 
@@ -131,6 +132,7 @@ def run(host: str, port: int, manifest: str) -> None:
     click.echo(f"  health:   {base}/healthz")
     if fleet.auth is not None:
         _development_client(app.apps[fleet.auth], base)
+    workers = _start_workers(fleet, manifest, grace=10.0)
     click.echo("Press Ctrl-C to stop.", err=True)
 
     def stop(signum: int, frame: Any) -> None:
@@ -143,7 +145,24 @@ def run(host: str, port: int, manifest: str) -> None:
         pass
     finally:
         server.server_close()
+        workers.stop()
         click.echo("stopped", err=True)
+
+
+def _start_workers(fleet: Any, manifest: str, *, grace: float) -> Any:
+    """The manifest's job workers, as child processes (see :mod:`.workers`)."""
+    from pathlib import Path
+
+    from .workers import WorkerProcesses
+
+    workers = WorkerProcesses(fleet, Path(fleet.root / os.path.basename(manifest)), grace=grace)
+    pids = workers.start()
+    for spec in fleet.workers:
+        click.echo(
+            f"  worker:   {spec.name} x{spec.replicas} on {', '.join(spec.queues)}"
+            f" (pids {', '.join(map(str, pids))})"
+        )
+    return workers
 
 
 def _issuer_settings(fleet: Any, base: str) -> None:
@@ -171,15 +190,17 @@ def _issuer_settings(fleet: Any, base: str) -> None:
     KeyStore(directory, retain=timedelta(seconds=600 + MAX_LEEWAY)).current()
 
 
-def _service_clients(fleet: Any) -> None:
+def _service_clients(fleet: Any, *, suffix: str = "", only: set[str] | None = None) -> None:
     """Give each service that calls others (``scopes`` in the manifest) a client
     of its own: ``LOCKGATE_<NAME>_CLIENT_ID`` and ``..._SECRET``.
 
     A new secret on every start (the old client of that name is revoked), so
     no secret is ever written anywhere but the service's environment.
-    Variables set already win: a deployment brings its own.
+    Variables set already win: a deployment brings its own. A worker run
+    alone (``suffix``) makes clients of its own name, leaving the web
+    processes' clients alone.
     """
-    callers = [s for s in fleet.services if s.scopes]
+    callers = [s for s in fleet.services if s.scopes and (only is None or s.name in only)]
     if fleet.auth is None or not callers:
         return
     from ..auth import client_registry
@@ -193,7 +214,7 @@ def _service_clients(fleet: Any) -> None:
             prefix = f"LOCKGATE_{service.name.upper().replace('-', '_')}_CLIENT"
             if os.environ.get(f"{prefix}_ID") and os.environ.get(f"{prefix}_SECRET"):
                 continue
-            name = f"service:{service.name}"
+            name = f"service:{service.name}{suffix}"
             for old in existing:
                 if old.name == name and old.revoked_at is None:
                     registry.revoke(old.id)
@@ -296,7 +317,15 @@ def serve(
     except ConfigurationError as error:
         _fail(error)
     click.echo(f"serving {fleet.name!r} with {server}, {workers} worker(s) on http://{bind}")
-    sys.exit(run_server(options))
+    owner = os.getpid()
+    jobs_workers = _start_workers(fleet, manifest, grace=graceful_timeout)
+    try:
+        status = run_server(options)
+    finally:
+        # Gunicorn's workers leave through here too: only the master stops them.
+        if os.getpid() == owner:
+            jobs_workers.stop()
+    sys.exit(status)
 
 
 def _server_dates(app: Any) -> Any:
@@ -773,3 +802,206 @@ def usage(url: str, service: str | None, token: str | None) -> None:
     table_console().print(table)
     if not rows:
         click.echo("No client called a deprecated version (since the data's retention).")
+
+
+@main.command()
+@click.option("--name", help="The manifest's worker to run (default: its first).")
+@click.option("--replica", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--queues", help="Comma-separated services whose jobs to run (overrides --name).")
+@click.option("--concurrency", type=click.IntRange(1), help="Jobs at once (default: manifest).")
+@click.option(
+    "--pool",
+    type=click.Choice(["prefork", "threads", "solo"]),
+    default="prefork",
+    show_default=True,
+    help="prefork: a process per job, and hard time limits.",
+)
+@click.option(
+    "--url",
+    envvar="LOCKGATE_FLEET_URL",
+    default="http://127.0.0.1:8080",
+    show_default=True,
+    help="Where the fleet serves (the issuer, and the services its jobs call).",
+)
+@manifest_option
+def worker(
+    name: str | None,
+    replica: int,
+    queues: str | None,
+    concurrency: int | None,
+    pool: str,
+    url: str,
+    manifest: str,
+) -> None:
+    """Run one job worker (Celery) for the fleet's services, until SIGTERM."""
+    from ..jobs.worker import run_worker
+    from ..runtime.logs import configure_logging
+    from .database import upgrade
+    from .front import load_service_app
+    from .manifest import load_manifest
+
+    try:
+        fleet = load_manifest(manifest)
+        spec = None
+        if name is not None:
+            spec = next((w for w in fleet.workers if w.name == name), None)
+            if spec is None:
+                raise ConfigurationError(f"no worker {name!r} in {manifest}")
+        elif fleet.workers:
+            spec = fleet.workers[0]
+        chosen = _scopes(queues) if queues else (set(spec.queues) if spec else set())
+        services = [fleet.service(s) for s in sorted(chosen)] if chosen else list(fleet.services)
+        os.environ["LOCKGATE_FLEET"] = str(fleet.root / os.path.basename(manifest))
+        _issuer_settings(fleet, url.rstrip("/"))
+        for service in services:
+            if service.migrations is not None:
+                upgrade(service.migrations, _database_url(service.name))
+        _service_clients(fleet, suffix=" (worker)", only={s.name for s in services})
+        configure_logging()
+        apps = [load_service_app(service.app) for service in services]
+        apps = [app for app in apps if "lockgate.jobs" in app.extensions]
+        if not apps:
+            raise ConfigurationError("none of these services has jobs")
+    except ConfigurationError as error:
+        _fail(error)
+    worker_name = spec.name if spec is not None and not queues else "worker"
+    run_worker(
+        apps,
+        concurrency=concurrency or (spec.concurrency if spec is not None else 2),
+        pool=pool,
+        name=f"{worker_name}-{replica}-{os.getpid()}@{fleet.name}",
+    )
+
+
+def _database_url(service: str) -> str:
+    from .database import database_url
+
+    return database_url(service)
+
+
+@main.group()
+def jobs() -> None:
+    """The services' background jobs (read from their databases)."""
+
+
+def _job_services(manifest: str, only: str | None = None) -> list[Any]:
+    """(name, Jobs) of each service with jobs, its schema upgraded."""
+    from .database import upgrade
+    from .front import load_service_app
+    from .manifest import load_manifest
+
+    try:
+        fleet = load_manifest(manifest)
+        chosen = [fleet.service(only)] if only else list(fleet.services)
+        found = []
+        for service in chosen:
+            if service.migrations is not None:
+                upgrade(service.migrations, _database_url(service.name))
+            app = load_service_app(service.app)
+            if "lockgate.jobs" in app.extensions:
+                found.append((service.name, app.extensions["lockgate.jobs"]))
+    except ConfigurationError as error:
+        _fail(error)
+    if only and not found:
+        raise click.ClickException(f"{only} has no jobs")
+    return found
+
+
+def _job_row(job: Any) -> dict[str, Any]:
+    def moment(value: Any) -> str | None:
+        return None if value is None else value.isoformat()
+
+    return {
+        "id": job.id,
+        "type": job.type,
+        "status": job.status,
+        "progress": job.progress,
+        "attempts": job.attempts,
+        "owner": job.owner,
+        "request_id": job.request_id,
+        "created_at": moment(job.created_at),
+        "started_at": moment(job.started_at),
+        "finished_at": moment(job.finished_at),
+        "result": job.result,
+        "error": job.error,
+    }
+
+
+def _find_job(job_id: str, manifest: str) -> tuple[Any, Any]:
+    service = job_id.rpartition("-")[0]
+    if not service:
+        raise click.BadParameter("a job id is <service>-<hex>", param_hint="ID")
+    for _, found in _job_services(manifest, service):
+        job = found.store.get(job_id)
+        if job is not None:
+            return found, job
+    raise click.ClickException(f"no job {job_id!r}")
+
+
+@jobs.command("list")
+@click.option("--service", help="One service (default: every one with jobs).")
+@click.option("--status", type=click.Choice(["queued", "running", "succeeded", "failed",
+                                             "cancelled"]))  # fmt: skip
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@manifest_option
+def jobs_list(
+    service: str | None, status: str | None, limit: int, as_json: bool, manifest: str
+) -> None:
+    """The newest jobs: id, type, status, progress, deliveries."""
+    import json
+
+    from rich.table import Table
+
+    from ..openapi import table_console
+
+    rows: list[dict[str, Any]] = []
+    for _, found in _job_services(manifest, service):
+        rows.extend(_job_row(job) for job in found.store.recent(status=status, limit=limit))
+    rows.sort(key=lambda row: row["created_at"] or "", reverse=True)
+    rows = rows[:limit]
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    table = Table(title="Jobs")
+    for column in ("id", "type", "status", "progress", "attempts", "created_at"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            row["id"], row["type"], row["status"], f"{row['progress']:.0%}",
+            str(row["attempts"]), row["created_at"],
+        )  # fmt: skip
+    table_console().print(table)
+
+
+@jobs.command("show")
+@click.argument("job_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@manifest_option
+def jobs_show(job_id: str, as_json: bool, manifest: str) -> None:
+    """One job, with its result or error."""
+    import json
+
+    _, job = _find_job(job_id, manifest)
+    row = _job_row(job)
+    if as_json:
+        click.echo(json.dumps(row))
+        return
+    for key, value in row.items():
+        click.echo(f"{key + ':':13} {json.dumps(value) if isinstance(value, dict) else value}")
+
+
+@jobs.command("retry")
+@click.argument("job_id", metavar="ID")
+@manifest_option
+def jobs_retry(job_id: str, manifest: str) -> None:
+    """Queue a failed or cancelled job again (its deliveries counted anew)."""
+    found, job = _find_job(job_id, manifest)
+    if job.status not in ("failed", "cancelled"):
+        raise click.ClickException(f"job {job_id} is {job.status}: only failed or cancelled")
+    found.store.retry(job_id)
+    try:
+        found.relay.sweep()  # publish now if the broker is there; else a relay will
+    except Exception as error:
+        click.echo(f"not published yet ({error}); a running relay will", err=True)
+    click.echo(f"queued {job_id} again")

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..config import DATA_DIR_ENV, data_dir
 from .manifest import Fleet, Service
 
 if TYPE_CHECKING:
@@ -29,16 +30,8 @@ __all__ = [
     "upgrade_fleet",
 ]
 
-DATA_DIR_ENV = "LOCKGATE_DATA_DIR"
 #: Where the auth service's signing keys are, if not in the data directory.
 KEYS_DIR_ENV = "LOCKGATE_AUTH_KEYS_DIR"
-
-
-def data_dir() -> Path:
-    """The folder for embedded data, created on first use."""
-    folder = Path(os.environ.get(DATA_DIR_ENV) or ".lockgate").resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def auth_keys_dir() -> Path:

@@ -6,7 +6,8 @@ whose ``root_paths`` list ``/oauth``; any other path (health, docs, the
 version catalog) goes to the fleet's default service. Every service's own
 shared paths are under ``/services/<name>/`` too (``/services/orders/docs``,
 ``/services/orders/api/v2/openapi.json``): mounted there as WSGI mounts are,
-by moving the prefix from ``PATH_INFO`` to ``SCRIPT_NAME``. This is the
+by moving the prefix from ``PATH_INFO`` to ``SCRIPT_NAME``. A job,
+``/api/v2/jobs/<service>-<hex>``, goes to the service its id names. This is the
 in-process stand-in for the gateway, which routes by the same manifest.
 """
 
@@ -69,7 +70,11 @@ class FleetApp:
             return self.default
         first, _, rest = path[len(self.prefix) :].partition("/")
         if _VERSION_SEGMENT.fullmatch(first) and rest:
-            first = rest.partition("/")[0]
+            first, _, rest = rest.partition("/")
+        if first == "jobs" and rest:
+            # A job id names its service: users-0f3c... is the users service's.
+            owner = rest.partition("/")[0].rpartition("-")[0]
+            return self.apps.get(owner, self.default)
         return self.owners.get(first, self.default)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

@@ -23,6 +23,11 @@
     paths = ["/orders"]
     scopes = ["users:read"]      # its own client's, for calling users
     migrations = "services/orders/migrations"
+
+    [services.worker]            # a worker, not a web service: it has queues
+    queues = ["users", "orders"] # the services whose jobs it runs
+    replicas = 1
+    concurrency = 2              # jobs at once per replica
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from pathlib import Path
 
 from ..errors import ConfigurationError
 
-__all__ = ["MANIFEST_ENV", "Fleet", "Service", "find_manifest", "load_manifest"]
+__all__ = ["MANIFEST_ENV", "Fleet", "Service", "Worker", "find_manifest", "load_manifest"]
 
 #: Environment variable pointing at the manifest (default: ./fleet.toml).
 MANIFEST_ENV = "LOCKGATE_FLEET"
@@ -60,6 +65,18 @@ class Service:
 
 
 @dataclass(frozen=True)
+class Worker:
+    """A Celery worker of the fleet: runs the jobs of the services it names."""
+
+    name: str
+    #: The services whose queues it consumes.
+    queues: tuple[str, ...]
+    replicas: int = 1
+    #: Jobs at once in one replica (its prefork children).
+    concurrency: int = 2
+
+
+@dataclass(frozen=True)
 class Fleet:
     """The whole manifest."""
 
@@ -71,6 +88,8 @@ class Fleet:
     root: Path
     #: The service issuing the fleet's tokens, if the fleet has one.
     auth: str | None = None
+    #: Its job workers (``[services.<name>]`` tables with ``queues``).
+    workers: tuple[Worker, ...] = ()
 
     def service(self, name: str) -> Service:
         for service in self.services:
@@ -100,9 +119,13 @@ def load_manifest(path: str | os.PathLike[str] | None = None) -> Fleet:
         raise ConfigurationError(f"{manifest}: {error}") from None
     root = manifest.parent
     services = []
+    workers = []
     owners: dict[str, str] = {}
     for name, table in (data.get("services") or {}).items():
         where = f"{manifest.name} [services.{name}]"
+        if isinstance(table, dict) and "queues" in table:
+            workers.append(_worker(name, table, where))
+            continue
         if not isinstance(table, dict) or not isinstance(table.get("app"), str):
             raise ConfigurationError(f"{where}: app = 'module:factory' is required")
         unknown = set(table) - {"app", "paths", "root_paths", "replicas", "migrations", "scopes"}
@@ -152,10 +175,33 @@ def load_manifest(path: str | os.PathLike[str] | None = None) -> Fleet:
         default=default,
         root=root,
         auth=auth,
+        workers=tuple(workers),
     )
+    for worker in workers:
+        for queue in worker.queues:
+            if queue not in names:
+                raise ConfigurationError(
+                    f"{manifest.name} [services.{worker.name}]: queues: no service {queue!r}"
+                )
     fleet.service(default)  # must exist
     if auth is not None:
         fleet.service(auth)
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     return fleet
+
+
+def _worker(name: str, table: dict[str, object], where: str) -> Worker:
+    unknown = set(table) - {"queues", "replicas", "concurrency"}
+    if unknown:
+        raise ConfigurationError(f"{where}: unknown keys {', '.join(sorted(unknown))} (a worker)")
+    queues = table["queues"]
+    if not isinstance(queues, list) or not queues or not all(isinstance(q, str) for q in queues):
+        raise ConfigurationError(f"{where}: queues must be a list of service names")
+    replicas = table.get("replicas", 1)
+    concurrency = table.get("concurrency", 2)
+    for key, value in (("replicas", replicas), ("concurrency", concurrency)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigurationError(f"{where}: {key} must be a positive integer")
+    assert isinstance(replicas, int) and isinstance(concurrency, int)
+    return Worker(name, tuple(queues), replicas, concurrency)

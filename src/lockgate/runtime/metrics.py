@@ -34,7 +34,12 @@ from ..views import cache_control, mark_neutral
 from .callers import BoundedLabels, client_label
 from .settings import enabled, service_name, settle
 
-__all__ = ["METHODS", "Metrics", "method_label"]
+__all__ = ["COLLECTED", "METHODS", "Metrics", "method_label"]
+
+#: Collectors computed when scraped, from shared state rather than this
+#: process's counters (the job tables: every worker's jobs, whichever
+#: process ran them); ``/metrics`` serves them after the process's own.
+COLLECTED = CollectorRegistry(auto_describe=True)
 
 #: The methods counted by name (RFC 9110 and PATCH); any other is ``other``.
 METHODS = frozenset(
@@ -142,6 +147,7 @@ def metrics_view() -> Response:
         data = generate_latest(registry)
     else:
         data = generate_latest()
+    data += generate_latest(COLLECTED)
     # generate_latest writes the 0.0.4 text format; say so, as Prometheus expects.
     return Response(data, content_type=CONTENT_TYPE_PLAIN_0_0_4)
 
