@@ -16,22 +16,25 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from lockgate.jobs import JobContext, JobFailed, Jobs
+from lockgate.jobs import Job, JobContext, JobFailed, Jobs
 
 from .store import OrderStore
 
-__all__ = ["CONFIRM", "declare", "enqueue"]
+__all__ = ["CONFIRM", "JOB_REL", "declare", "enqueue"]
 
 #: The job type.
 CONFIRM = "orders.confirm"
+#: The link relation of a new order's ``Link`` to its confirmation job (RFC 8288
+#: extension relations are URIs).
+JOB_REL = "https://lockgate.dev/rels/confirmation"
 
 
-def enqueue(jobs: Jobs) -> Any:
+def enqueue(jobs: Jobs, accepted: list[Job]) -> Any:
     """``then`` for :meth:`OrderStore.create`: the confirmation job, in the
-    order's own transaction."""
+    order's own transaction (appended to ``accepted``)."""
 
     def accept(connection: Connection, order_id: int) -> None:
-        jobs.accept(CONFIRM, {"order_id": order_id}, connection=connection)
+        accepted.append(jobs.accept(CONFIRM, {"order_id": order_id}, connection=connection))
 
     return accept
 

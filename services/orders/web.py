@@ -25,9 +25,10 @@ from pydantic import (
 from lockgate import Problem, operation, url_for
 from lockgate.auth import require_scope
 from lockgate.bodies import query_problem, read_json
+from lockgate.jobs import Job
 from lockgate.runtime import idempotent
 
-from .confirmation import enqueue
+from .confirmation import JOB_REL, enqueue
 from .store import BIGINT_MAX, Item, Order, OrderStore
 
 #: Any text without control characters (C0, DEL, C1), 1 to 64 characters.
@@ -179,9 +180,16 @@ def head_blueprint() -> Blueprint:
         check_user(body.user_id)
         items = [Item(i.sku, i.quantity, i.unit_price_cents) for i in body.items]
         jobs = current_app.extensions["lockgate.jobs"]
-        order = store().create(body.user_id, items, then=enqueue(jobs))
+        confirming: list[Job] = []
+        order = store().create(body.user_id, items, then=enqueue(jobs, confirming))
         location = url_for("orders.get_order", order_id=order.id)
-        return jsonify(represent(order)), 201, {"Location": location}
+        # The confirmation job, to follow if the client wants to know when.
+        job = url_for("jobs.get_job", job_id=confirming[0].id)
+        return (
+            jsonify(represent(order)),
+            201,
+            {"Location": location, "Link": f'<{job}>; rel="{JOB_REL}"'},
+        )
 
     @bp.get("")
     @operation(query=OrderListing, response=OrderPage, summary="List orders")

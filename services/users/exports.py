@@ -5,8 +5,8 @@ The job reads the users a thousand at a time by id and writes each batch
 before reading the next, so memory stays bounded however many users there
 are; the file appears under its final name only once complete (written
 beside it, then renamed), so a job run twice, or killed and run again,
-leaves one whole file. Between batches it reports progress and stops if
-cancelled.
+leaves one whole file (a killed delivery's part is removed by the next).
+Between batches it reports progress and stops if cancelled.
 """
 
 from __future__ import annotations
@@ -51,6 +51,10 @@ def declare(jobs: Jobs, store: UserStore) -> None:
         fmt = str(context.params["format"])
         total = max(1, store.count())
         final = context.results_dir / context.job.id
+        # A delivery cut off (its worker killed) left its part: this one holds
+        # the job's lease now, so no one else is writing any of them.
+        for stale in final.parent.glob(f"{final.name}.*.part"):
+            stale.unlink(missing_ok=True)
         partial = final.with_name(f"{final.name}.{os.getpid()}.part")
         rows = 0
         try:
