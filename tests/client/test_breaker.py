@@ -236,10 +236,10 @@ def test_a_view_answers_503_problem_json_with_retry_after_while_the_breaker_is_o
         down = httpx.post(f"{base}/orders", timeout=10)
         assert down.status_code == 503
         assert "could not be reached" in down.json()["detail"]
-        started = time.monotonic()
         response = httpx.post(f"{base}/orders", timeout=10)
-        assert time.monotonic() - started < 0.1
     assert response.status_code == 503
+    # Refused by the open breaker, not by a second try at the address.
+    assert "could not be reached" not in response.json()["detail"]
     assert response.headers["Content-Type"] == "application/problem+json"
     assert response.headers["Retry-After"] == "7"
     problem = response.json()

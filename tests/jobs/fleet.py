@@ -101,9 +101,11 @@ class Worker:
 
 
 def job_settings(broker: str, **extra: str) -> dict[str, str]:
-    """Short leases and quick relays, so a drill ends in seconds."""
+    """Short leases and quick relays, so a drill ends in seconds; no
+    ``broker``: the embedded one."""
+    chosen = {"LOCKGATE_JOBS_BROKER_URL": broker} if broker else {}
     return {
-        "LOCKGATE_JOBS_BROKER_URL": broker,
+        **chosen,
         "LOCKGATE_JOBS_QUEUE_PREFIX": f"test-{uuid.uuid4().hex[:10]}-",
         "LOCKGATE_JOBS_LEASE": "2",
         "LOCKGATE_JOBS_RELAY_INTERVAL": "0.3",

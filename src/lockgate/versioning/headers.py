@@ -11,8 +11,10 @@ The view's own ``Vary`` and ``Link`` are extended, never repeated.
 
 from __future__ import annotations
 
+import re
 from functools import partial
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from flask import current_app
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -163,7 +165,7 @@ def start_lifecycle(
     if head is None:  # first seen, or no rule matched (a refused or unknown route)
         link = _lifecycle_link(state, found, environ, decision, rule)
     elif head:
-        link = f'{head}{found.rest}>; rel="successor-version"'
+        link = f'{head}{uri_path(found.rest)}>; rel="successor-version"'
     else:  # the successor has no such route: the policy alone
         link = decision.policy
     block, media_type = decision.headers, decision.media_type
@@ -235,7 +237,21 @@ def successor_url(
             state.successor_rules[rule.rule] = has_route
         else:  # no versioned rule matched (a refused or unknown route): ask the URL map
             has_route = route_exists(environ, target + rest)
-    return target + rest if has_route else None
+    return target + uri_path(rest) if has_route else None
+
+
+#: A path already fit for a URI reference (RFC 3986 pchar and "/"): the common case.
+_URI_PATH = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/]*")
+
+
+def uri_path(rest: str) -> str:
+    """The request path below the version, fit for a ``Link`` target: a WSGI
+    path is decoded (``%0A`` is a newline there), and a header carrying it as
+    is would be split; anything outside RFC 3986's path characters is
+    percent-encoded again (from the WSGI string's latin-1 bytes)."""
+    if _URI_PATH.fullmatch(rest):
+        return rest
+    return quote(rest.encode("latin-1", "replace"), safe="/!$&'()*+,;=:@-._~")
 
 
 def route_exists(environ: WSGIEnvironment, path: str) -> bool:
