@@ -42,8 +42,10 @@ from celery.exceptions import Reject
 from flask import Flask, g, has_request_context
 from kombu.entity import Exchange, Queue
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import OperationalError
 
 from ..config import apply_settings, data_dir
+from ..problems import Problem
 from .relay import Relay
 from .store import Job, JobStore, OutboxEntry
 
@@ -373,8 +375,19 @@ class Jobs:
         }
         if connection is not None:
             return self.store.accept(connection, **values)
-        with self.store.transaction() as own:
-            job = self.store.accept(own, **values)
+        try:
+            with self.store.transaction() as own:
+                job = self.store.accept(own, **values)
+        except OperationalError:
+            if not has_request_context():
+                raise
+            # Not accepted, so not promised: the client may try again.
+            raise Problem(
+                503,
+                "jobs cannot be accepted now: the service's database is unavailable",
+                code="JobsUnavailable",
+                headers={"Retry-After": "5"},
+            ) from None
         if not has_request_context():
             self.relay.wake()
         return job
