@@ -138,7 +138,11 @@ def stop(process: subprocess.Popen[str], timeout: float = 20) -> None:
 
 
 @contextmanager
-def running_fleet(tmp: Path, env: dict[str, str] | None = None) -> Iterator[Fleet]:
+def running_fleet(
+    tmp: Path, env: dict[str, str] | None = None, *, jobs: bool = False
+) -> Iterator[Fleet]:
+    """`lockgate run` in ``tmp``; its job workers only with ``jobs`` (the suites
+    that test jobs start their own, and the rest need none)."""
     port = free_port()
     environment = {
         **os.environ,
@@ -149,7 +153,15 @@ def running_fleet(tmp: Path, env: dict[str, str] | None = None) -> Iterator[Flee
     # A file, not a pipe: a pipe nobody reads fills up and stalls the server's logging.
     log = (tmp / "lockgate-run.log").open("w")
     process = subprocess.Popen(
-        [str(LOCKGATE), "run", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            str(LOCKGATE),
+            "run",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--jobs" if jobs else "--no-jobs",
+        ],
         cwd=ROOT,
         env=environment,
         stdout=log,

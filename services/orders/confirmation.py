@@ -40,7 +40,8 @@ def enqueue(jobs: Jobs, accepted: list[Job]) -> Any:
 
 
 def declare(jobs: Jobs, store: OrderStore, users: Any) -> None:
-    @jobs.job(CONFIRM, scope="orders:read")
+    # Not cancellable: an order's state rests on it (cancel the order instead).
+    @jobs.job(CONFIRM, scope="orders:read", cancellable=False)
     def confirm(context: JobContext) -> dict[str, Any] | None:
         order_id = int(context.params["order_id"])
         order = store.get(order_id)

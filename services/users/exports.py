@@ -49,6 +49,8 @@ def declare(jobs: Jobs, store: UserStore) -> None:
     @jobs.job(EXPORT, scope="users:read")
     def export(context: JobContext) -> dict[str, Any]:
         fmt = str(context.params["format"])
+        if fmt not in ("csv", "jsonl"):  # the API checks it; a message may still lie
+            raise ValueError(f"unknown export format {fmt!r}")
         total = max(1, store.count())
         final = context.results_dir / context.job.id
         # A delivery cut off (its worker killed) left its part: this one holds

@@ -94,3 +94,20 @@ def test_the_workers_relay_publishes_what_the_web_side_never_did(tmp_path: Path)
         jobs = [start_export(fleet.http) for _ in range(3)]
         states = wait_for(lambda: all_finished(fleet.http, jobs), 60, "the exports")
         assert [s["status"] for s in states] == ["succeeded"] * 3
+
+
+@pytest.mark.server
+def test_run_starts_the_manifests_worker_and_an_order_is_confirmed(tmp_path: Path) -> None:
+    from tests.jobs.fleet import place_order
+    from tests.servers import running_fleet, unique_email
+
+    with running_fleet(tmp_path, jobs=True) as fleet:
+        assert re.search(r"worker: +worker x\d+ on users, orders", fleet.log.read_text())
+        user = fleet.http.post(
+            "/api/v2/users",
+            json={"first_name": "Run", "last_name": "Jobs", "email": unique_email("run")},
+        ).json()["id"]
+        order_id, job = place_order(fleet.http, user)
+        states = wait_for(lambda: all_finished(fleet.http, [job]), 60, "the confirmation")
+        assert states[0]["status"] == "succeeded", states
+        assert fleet.http.get(f"/api/v2/orders/{order_id}").json()["status"] == "confirmed"

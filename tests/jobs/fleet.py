@@ -25,8 +25,10 @@ import httpx
 from tests.servers import LOCKGATE, ROOT, Fleet, running_fleet
 
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672//"
-#: A Redis database of their own for these tests (the resilience tests use 14).
+#: A Redis database of their own for the reliability tests (the resilience tests
+#: use 14, the confirmation tests 10): kombu keeps its unacked messages per database.
 REDIS = "redis://127.0.0.1:6379/13"
+REDIS_CONFIRMATION = "redis://127.0.0.1:6379/10"
 ITEMS = [{"sku": "tea", "quantity": 2, "unit_price_cents": 450}]
 
 
@@ -46,13 +48,15 @@ class Worker:
 
     def __init__(self, env: dict[str, str], base: str, log: Path, pool: str = "prefork") -> None:
         self.env, self.base, self.log, self.pool = env, base, log, pool
+        self.concurrency = 2
         self.process: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
         output = self.log.open("a")
         self.process = subprocess.Popen(
             [
-                str(LOCKGATE), "worker", "--queues", "users,orders", "--concurrency", "2",
+                str(LOCKGATE), "worker", "--queues", "users,orders",
+                "--concurrency", str(self.concurrency),
                 "--pool", self.pool, "--url", self.base,
             ],
             cwd=ROOT,
@@ -107,7 +111,7 @@ def job_settings(broker: str, **extra: str) -> dict[str, str]:
     return {
         **chosen,
         "LOCKGATE_JOBS_QUEUE_PREFIX": f"test-{uuid.uuid4().hex[:10]}-",
-        "LOCKGATE_JOBS_LEASE": "2",
+        "LOCKGATE_JOBS_LEASE": "3",
         "LOCKGATE_JOBS_RELAY_INTERVAL": "0.3",
         "LOCKGATE_JOBS_RETRY_BACKOFF": "0.2",
         "LOCKGATE_JOBS_REPUBLISH_AFTER": "10",
@@ -173,6 +177,16 @@ def add_users(data: Path, count: int) -> None:
                 for n in range(count)
             ),
         )  # fmt: skip
+
+
+def attempts(data: Path, service: str, job_ids: list[str]) -> dict[str, int]:
+    """How many deliveries each job was claimed by, from its service's job table."""
+    marks = ",".join("?" * len(job_ids))
+    with sqlite3.connect(data / f"{service}.db", timeout=30) as connection:
+        rows = connection.execute(
+            f"SELECT id, attempts FROM {service}_jobs WHERE id IN ({marks})", job_ids
+        ).fetchall()
+    return dict(rows)
 
 
 def order_events(data: Path) -> dict[int, list[str]]:

@@ -5,12 +5,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from flask import Flask
 from sqlalchemy import create_engine
 from werkzeug.exceptions import HTTPException
 
 from lockgate.jobs import Jobs, accepted
 from lockgate.problems import handle_http_exception
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The embedded broker's file goes in the test's folder, not ./.lockgate."""
+    monkeypatch.setenv("LOCKGATE_DATA_DIR", str(tmp_path / "data"))
 
 
 def make(tmp_path: Path, **config: object) -> Jobs:
@@ -38,7 +45,10 @@ def test_rabbitmq_gets_quorum_queues_with_a_dead_letter_queue(tmp_path: Path) ->
                 LOCKGATE_JOBS_MAX_DELIVERIES=4)  # fmt: skip
     arguments = jobs.queue.queue_arguments
     assert arguments["x-queue-type"] == "quorum"
-    assert arguments["x-delivery-limit"] == 4
+    # The broker's own fuse is fixed (a quorum queue's arguments never change);
+    # the database fails the job after LOCKGATE_JOBS_MAX_DELIVERIES.
+    assert arguments["x-delivery-limit"] == 20
+    assert jobs.max_deliveries == 4
     assert arguments["x-dead-letter-routing-key"] == jobs.dead_queue.name == "svc.dead"
     assert jobs.celery.conf.broker_transport_options["confirm_publish"] is True
 

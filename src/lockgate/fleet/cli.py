@@ -76,12 +76,23 @@ def main() -> None:
     """Run and inspect a fleet of versioned Flask services."""
 
 
+jobs_option = click.option(
+    "--jobs/--no-jobs",
+    "start_jobs",
+    default=True,
+    show_default=True,
+    help="Start the manifest's job workers too (--no-jobs: they run elsewhere).",
+)
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
+@jobs_option
 @manifest_option
-def run(host: str, port: int, manifest: str) -> None:
-    """Start every service behind one address (development server, threaded).
+def run(host: str, port: int, start_jobs: bool, manifest: str) -> None:
+    """Start every service behind one address (development server, threaded),
+    and the manifest's job workers.
 
     With an auth service in the fleet, the first start creates a development
     client and prints its id and secret, once.
@@ -132,7 +143,7 @@ def run(host: str, port: int, manifest: str) -> None:
     click.echo(f"  health:   {base}/healthz")
     if fleet.auth is not None:
         _development_client(app.apps[fleet.auth], base)
-    workers = _start_workers(fleet, manifest, grace=10.0)
+    workers = _start_workers(fleet, manifest, grace=10.0, start=start_jobs)
     click.echo("Press Ctrl-C to stop.", err=True)
 
     def stop(signum: int, frame: Any) -> None:
@@ -149,13 +160,15 @@ def run(host: str, port: int, manifest: str) -> None:
         click.echo("stopped", err=True)
 
 
-def _start_workers(fleet: Any, manifest: str, *, grace: float) -> Any:
+def _start_workers(fleet: Any, manifest: str, *, grace: float, start: bool) -> Any:
     """The manifest's job workers, as child processes (see :mod:`.workers`)."""
     from pathlib import Path
 
     from .workers import WorkerProcesses
 
     workers = WorkerProcesses(fleet, Path(fleet.root / os.path.basename(manifest)), grace=grace)
+    if not start:
+        return workers
     pids = workers.start()
     for spec in fleet.workers:
         click.echo(
@@ -268,6 +281,7 @@ DEV_CLIENT = "dev"
     show_default=True,
 )
 @click.option("--bind", default="127.0.0.1:8080", show_default=True)
+@jobs_option
 @click.option("--graceful-timeout", default=30.0, show_default=True, type=float)
 @click.option(
     "--drain-delay",
@@ -284,9 +298,11 @@ def serve(
     bind: str,
     graceful_timeout: float,
     drain_delay: float,
+    start_jobs: bool,
     manifest: str,
 ) -> None:
-    """Serve the fleet for production: several workers, graceful drain on SIGTERM."""
+    """Serve the fleet for production: several workers, graceful drain on SIGTERM;
+    and the manifest's job workers."""
     from ..serving import ServeOptions, check_options
     from ..serving import serve as run_server
     from ..versioning.lifecycle_file import check_services
@@ -318,7 +334,7 @@ def serve(
         _fail(error)
     click.echo(f"serving {fleet.name!r} with {server}, {workers} worker(s) on http://{bind}")
     owner = os.getpid()
-    jobs_workers = _start_workers(fleet, manifest, grace=graceful_timeout)
+    jobs_workers = _start_workers(fleet, manifest, grace=graceful_timeout, start=start_jobs)
     try:
         status = run_server(options)
     finally:
@@ -856,7 +872,10 @@ def worker(
         for service in services:
             if service.migrations is not None:
                 upgrade(service.migrations, _database_url(service.name))
-        _service_clients(fleet, suffix=" (worker)", only={s.name for s in services})
+        # Its own clients, by worker and replica: replicas started alone do
+        # not revoke each other's (nor the web side's).
+        label = f" (worker {spec.name if spec else 'worker'}-{replica})"
+        _service_clients(fleet, suffix=label, only={s.name for s in services})
         configure_logging()
         apps = [load_service_app(service.app) for service in services]
         apps = [app for app in apps if "lockgate.jobs" in app.extensions]

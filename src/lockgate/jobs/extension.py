@@ -29,6 +29,7 @@ process dies (``reject_on_worker_lost``), one at a time
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -75,6 +76,8 @@ DEFAULTS: dict[str, Any] = {
 }
 
 H = TypeVar("H", bound=Callable[..., Any])
+#: RabbitMQ's own redelivery limit on the job queues (see :func:`job_queues`).
+BROKER_DELIVERY_LIMIT = 20
 #: A job's code: given its context, returns its ``result`` (or ``None``).
 Handler = Callable[["JobContext"], "Mapping[str, Any] | None"]
 
@@ -103,6 +106,9 @@ class JobType:
     name: str
     handler: Handler
     scope: str | None
+    #: Whether its client may cancel it (``DELETE``); not a job the service's
+    #: own consistency needs, such as an order's confirmation.
+    cancellable: bool = True
 
 
 class JobContext:
@@ -242,7 +248,10 @@ def job_queues(config: Mapping[str, Any], name: str) -> tuple[Queue, Queue]:
             "x-queue-type": "quorum",
             "x-dead-letter-exchange": dlx.name,
             "x-dead-letter-routing-key": dead,
-            "x-delivery-limit": int(config["LOCKGATE_JOBS_MAX_DELIVERIES"]),
+            # A fuse behind the database's own count (which fails the job and
+            # dead-letters it after LOCKGATE_JOBS_MAX_DELIVERIES): fixed, since a
+            # quorum queue's arguments can never change once it is declared.
+            "x-delivery-limit": BROKER_DELIVERY_LIMIT,
         }
         return (
             Queue(queue, Exchange(queue, type="direct"), routing_key=queue,
@@ -265,7 +274,7 @@ class Jobs:
 
     def __init__(self, app: Flask | None = None, *, engine: Engine | None = None) -> None:
         self.types: dict[str, JobType] = {}
-        self._relay_started = False
+        self._relay_pid = 0
         if app is not None:
             if engine is None:
                 raise TypeError("Jobs(app, engine=...): the service's database engine")
@@ -302,8 +311,9 @@ class Jobs:
 
         @app.before_request
         def start_relay() -> None:
-            # In the serving process, not at import or in a CLI command.
-            if run_relay and not self._relay_started:
+            # In the serving process (each forked one its own), not at import
+            # or in a CLI command.
+            if run_relay and self._relay_pid != os.getpid():
                 self.start_relay()
 
         @app.after_request
@@ -319,12 +329,14 @@ class Jobs:
         return folder
 
     def start_relay(self) -> None:
-        self._relay_started = True
+        self._relay_pid = os.getpid()
         self.relay.start()
 
     # -- declaring and accepting --------------------------------------------
 
-    def job(self, name: str, *, scope: str | None = None) -> Callable[[H], H]:
+    def job(
+        self, name: str, *, scope: str | None = None, cancellable: bool = True
+    ) -> Callable[[H], H]:
         """Declare a job type: ``@jobs.job("users.export", scope="users:read")``.
 
         ``scope`` is what seeing the job and its result needs, besides being
@@ -332,7 +344,7 @@ class Jobs:
         """
 
         def decorate(handler: H) -> H:
-            self.types[name] = JobType(name, handler, scope)
+            self.types[name] = JobType(name, handler, scope, cancellable)
             return handler
 
         return decorate
@@ -411,10 +423,17 @@ class Jobs:
             reject_on_worker_lost=True,
         )
         def run(task: Task, job_id: str) -> None:
+            delivery = task.request.delivery_info or {}
             with jobs.app.app_context():
-                jobs.execute(
-                    job_id, redelivered=bool(task.request.delivery_info.get("redelivered"))
-                )
+                delivery = task.request.delivery_info or {}
+                try:
+                    jobs.execute(job_id, redelivered=bool(delivery.get("redelivered")))
+                except OperationalError:
+                    # The database is away: the message goes back (after a
+                    # pause, not in a tight loop), the job is still to run.
+                    log.warning("job %s: database unavailable, message requeued", job_id)
+                    time.sleep(1.0)
+                    raise Reject("database unavailable", requeue=True) from None
 
         return run
 

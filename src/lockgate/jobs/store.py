@@ -64,7 +64,7 @@ STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
 
-def _columns() -> tuple[list[Any], list[Any]]:
+def _columns() -> tuple[list[Any], list[Any], list[Any]]:
     jobs = [
         Column("id", String(64), primary_key=True),
         Column("type", String(64), nullable=False),
@@ -94,6 +94,15 @@ def _columns() -> tuple[list[Any], list[Any]]:
         Column("finished_at", DateTime(timezone=True), nullable=True),
         Column("duration_seconds", Float, nullable=True),
     ]
+    # One row per finish, never updated: what jobs_total counts.
+    outcomes = [
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("job_id", String(64), nullable=False),
+        Column("type", String(64), nullable=False),
+        Column("outcome", String(16), nullable=False),
+        Column("duration_seconds", Float, nullable=True),
+        Column("at", DateTime(timezone=True), nullable=False),
+    ]
     outbox = [
         Column("id", Integer, primary_key=True, autoincrement=True),
         Column("job_id", String(64), nullable=False),
@@ -104,15 +113,16 @@ def _columns() -> tuple[list[Any], list[Any]]:
         Column("attempts", Integer, nullable=False, default=0),
         Column("last_error", String(500), nullable=True),
     ]
-    return jobs, outbox
+    return jobs, outbox, outcomes
 
 
-def job_tables(metadata: MetaData, prefix: str) -> tuple[Table, Table]:
-    """The jobs table and the outbox of the service ``prefix`` (``users``)."""
-    names = (f"{prefix}_jobs", f"{prefix}_job_outbox")
+def job_tables(metadata: MetaData, prefix: str) -> tuple[Table, Table, Table]:
+    """The jobs table, the outbox and the outcomes of the service ``prefix``."""
+    names = (f"{prefix}_jobs", f"{prefix}_job_outbox", f"{prefix}_job_outcomes")
     if names[0] in metadata.tables:
-        return metadata.tables[names[0]], metadata.tables[names[1]]
-    jobs_columns, outbox_columns = _columns()
+        found = metadata.tables
+        return found[names[0]], found[names[1]], found[names[2]]
+    jobs_columns, outbox_columns, outcome_columns = _columns()
     jobs = Table(
         names[0],
         metadata,
@@ -125,22 +135,25 @@ def job_tables(metadata: MetaData, prefix: str) -> tuple[Table, Table]:
         *outbox_columns,
         Index(f"ix_{names[1]}_available_at", "available_at"),
     )
-    return jobs, outbox
+    outcomes = Table(names[2], metadata, *outcome_columns)
+    return jobs, outbox, outcomes
 
 
 def create_job_tables(op: Any, prefix: str) -> None:
     """For a service's Alembic ``upgrade()``: ``create_job_tables(op, "users")``."""
-    jobs_columns, outbox_columns = _columns()
+    jobs_columns, outbox_columns, outcome_columns = _columns()
     op.create_table(f"{prefix}_jobs", *jobs_columns)
     op.create_index(f"ix_{prefix}_jobs_status_queue", f"{prefix}_jobs", ["status", "queue"])
     op.create_table(f"{prefix}_job_outbox", *outbox_columns)
     op.create_index(
         f"ix_{prefix}_job_outbox_available_at", f"{prefix}_job_outbox", ["available_at"]
     )
+    op.create_table(f"{prefix}_job_outcomes", *outcome_columns)
 
 
 def drop_job_tables(op: Any, prefix: str) -> None:
     """For a service's Alembic ``downgrade()``."""
+    op.drop_table(f"{prefix}_job_outcomes")
     op.drop_table(f"{prefix}_job_outbox")
     op.drop_table(f"{prefix}_jobs")
 
@@ -211,7 +224,7 @@ class JobStore:
     def __init__(self, engine: Engine, service: str, *, metadata: MetaData | None = None) -> None:
         self.engine = engine
         self.service = service
-        self.jobs, self.outbox = job_tables(metadata or MetaData(), service)
+        self.jobs, self.outbox, self.outcomes = job_tables(metadata or MetaData(), service)
 
     # -- accepting -------------------------------------------------------
 
@@ -347,7 +360,10 @@ class JobStore:
                 return Claim("missing", None)
             if job.finished:
                 return Claim("finished", job)
-            if job.cancel_requested:
+            if job.cancel_requested and (
+                job.status == "queued" or self._lease_over(connection, job_id, now)
+            ):
+                # Asked to stop, and its holder has gone: it ends here, cancelled.
                 self._cancelled(connection, job_id, now)
                 return Claim("finished", self.get(job_id, connection))
             if job.attempts >= job.max_attempts and (
@@ -467,12 +483,20 @@ class JobStore:
         result: Mapping[str, Any] | None = None,
         error: Mapping[str, Any] | None = None,
         now: datetime | None = None,
+        unheld: tuple[str, ...] = ("queued", "running"),
     ) -> bool:
+        """Finish as the lease holder (``token``), or, without one, a job no
+        live lease holds (queued, or running under a lapsed lease)."""
         now = now or _now()
         j = self.jobs.c
-        where = [j.id == job_id, j.status.in_(("queued", "running"))]
+        where: list[Any] = [j.id == job_id]
         if token is not None:
-            where.append(j.lease_token == token)
+            where += [j.status == "running", j.lease_token == token]
+        else:
+            free: list[Any] = [j.status == "queued"] if "queued" in unheld else []
+            if "running" in unheld:
+                free.append(and_(j.status == "running", j.lease_until < now))
+            where.append(or_(*free))
         started = connection.execute(select(j.started_at).where(j.id == job_id)).scalar()
         started = _aware(started)
         values: dict[str, Any] = {
@@ -489,11 +513,30 @@ class JobStore:
         if error is not None:
             values["error"] = json.dumps(dict(error))
         done = connection.execute(update(self.jobs).where(*where).values(**values))
-        return done.rowcount == 1
+        if done.rowcount != 1:
+            return False
+        kind = connection.execute(select(j.type).where(j.id == job_id)).scalar()
+        connection.execute(
+            insert(self.outcomes).values(
+                job_id=job_id,
+                type=kind,
+                outcome=status,
+                duration_seconds=values["duration_seconds"],
+                at=now,
+            )
+        )
+        return True
 
-    def _cancelled(self, connection: Connection, job_id: str, now: datetime) -> None:
+    def _cancelled(
+        self, connection: Connection, job_id: str, now: datetime, *, only_queued: bool = False
+    ) -> bool:
+        """Cancel a job no delivery holds: queued, or (``only_queued`` false)
+        running under a lapsed lease."""
         error = {"code": "Cancelled", "detail": "cancelled before it ran"}
-        self._finish(connection, job_id, None, "cancelled", error=error, now=now)
+        unheld = ("queued",) if only_queued else ("queued", "running")
+        return self._finish(
+            connection, job_id, None, "cancelled", error=error, now=now, unheld=unheld
+        )
 
     # -- the API's side ----------------------------------------------------
 
@@ -506,9 +549,10 @@ class JobStore:
             job = self.get(job_id, connection)
             if job is None or job.finished:
                 return job
-            if job.status == "queued":
-                self._cancelled(connection, job_id, now)
-            else:
+            # Queued: cancelled now, unless a worker claimed it meanwhile (the
+            # update says so in its WHERE); then, as for any running job, the
+            # holder is asked to stop and finishes it as cancelled itself.
+            if not self._cancelled(connection, job_id, now, only_queued=True):
                 connection.execute(
                     update(self.jobs)
                     .where(j.id == job_id, j.status == "running")
@@ -633,20 +677,20 @@ class JobStore:
     # -- metrics -----------------------------------------------------------
 
     def outcome_counts(self) -> list[tuple[str, str, int]]:
-        """(type, outcome, count) of every finished job."""
-        j = self.jobs.c
+        """(type, outcome, count) of every finish so far: outcomes are only ever
+        added (a job retried and finished again counts twice), so the counts
+        never go down."""
+        o = self.outcomes.c
         with self.engine.connect() as connection:
             rows = connection.execute(
-                select(j.type, j.status, func.count())
-                .where(j.status.in_(sorted(FINISHED)))
-                .group_by(j.type, j.status)
+                select(o.type, o.outcome, func.count()).group_by(o.type, o.outcome)
             ).all()
         return [(row[0], row[1], int(row[2])) for row in rows]
 
     def durations(self, buckets: tuple[float, ...]) -> list[tuple[str, list[int], float, int]]:
         """Per type: cumulative counts at each bucket, the sum and the count of
         the finished jobs' run times (for a Prometheus histogram)."""
-        j = self.jobs.c
+        j = self.outcomes.c  # every finish so far, as outcome_counts
         from sqlalchemy import case
 
         counted = [func.sum(case((j.duration_seconds <= bound, 1), else_=0)) for bound in buckets]

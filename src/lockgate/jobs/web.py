@@ -4,7 +4,8 @@ A job is visible to the client that started it (holding the scope its job
 type names, ``users:read`` for a users export) and to ``ops:read``; to
 anyone else it does not exist (404, as an unknown id), so no one can probe
 for job ids. A job that is not finished answers with ``Retry-After``; a
-finished one with a file links it (``result.href`` and ``Link: rel=result``),
+finished one with a file links it (``result.href``, and ``Link`` with the
+relation :data:`RESULT_REL`),
 and the file is streamed from disk, in bounded memory whatever its size.
 """
 
@@ -23,7 +24,7 @@ from ..views import cache_control, operation
 from .extension import Jobs, get_jobs
 from .store import Job
 
-__all__ = ["MEDIA_TYPES", "JobOut", "accepted", "blueprint", "represent"]
+__all__ = ["MEDIA_TYPES", "RESULT_REL", "JobOut", "accepted", "blueprint", "represent"]
 
 #: A result file's media type by the result's ``format``.
 MEDIA_TYPES = {
@@ -31,6 +32,9 @@ MEDIA_TYPES = {
     "jsonl": "application/jsonl",
     "json": "application/json",
 }
+#: The relation of a finished job's ``Link`` to its file (RFC 8288: an
+#: extension relation type is a URI).
+RESULT_REL = "https://lockgate.dev/rels/result"
 #: Seconds a client waits before it asks again about an unfinished job.
 POLL_AFTER = "1"
 
@@ -101,7 +105,7 @@ def _answer(jobs: Jobs, job: Job, status: int = 200) -> tuple[Response, int, dic
     if not job.finished:
         headers["Retry-After"] = POLL_AFTER
     elif body["result"] and "href" in body["result"]:
-        headers["Link"] = f'<{body["result"]["href"]}>; rel="result"'
+        headers["Link"] = f'<{body["result"]["href"]}>; rel="{RESULT_REL}"'
     return jsonify(body), status, headers
 
 
@@ -135,10 +139,14 @@ def blueprint() -> Blueprint:
         if job.owner != client.client_id:
             raise Problem(403, "only the client that started a job may cancel it",
                           code="NotJobOwner")  # fmt: skip
-        if job.finished:
-            raise Problem(409, f"job {job_id} has finished ({job.status})", code="JobFinished",
-                          status_now=job.status)  # fmt: skip
-        found = jobs.store.cancel(job_id) or job
+        kind = jobs.types.get(job.type)
+        if kind is not None and not kind.cancellable:
+            raise Problem(409, f"a {job.type} job cannot be cancelled", code="JobNotCancellable")
+        found = job if job.finished else (jobs.store.cancel(job_id) or job)
+        if (found.finished and found.status != "cancelled") or job.finished:
+            # Finished already, or finished while the cancel was on its way.
+            raise Problem(409, f"job {job_id} has finished ({found.status})", code="JobFinished",
+                          status_now=found.status)  # fmt: skip
         return _answer(jobs, found, 202 if found.status == "running" else 200)
 
     @bp.get("/<job_id>/result")

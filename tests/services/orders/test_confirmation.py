@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.jobs.fleet import (
-    REDIS,
+    REDIS_CONFIRMATION,
     all_finished,
     jobs_fleet,
     order_events,
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.server
 
 
 def test_orders_are_confirmed_once_and_a_cancelled_one_never(tmp_path: Path) -> None:
-    with jobs_fleet(tmp_path, REDIS, start_worker=False) as (fleet, worker):
+    with jobs_fleet(tmp_path, REDIS_CONFIRMATION, start_worker=False) as (fleet, worker):
         data = Path(fleet.env["LOCKGATE_DATA_DIR"])
         made = fleet.http.post(
             "/api/v2/users",
@@ -45,6 +45,10 @@ def test_orders_are_confirmed_once_and_a_cancelled_one_never(tmp_path: Path) -> 
         assert fleet.http.delete(f"/api/v2/users/{orphan_user}").status_code == 204
         pending = fleet.http.get(f"/api/v2/orders/{kept[0][0]}").json()
         assert pending["status"] == "pending"
+        # Its confirmation is the service's own business: not the client's to cancel.
+        refused = fleet.http.delete(kept[0][1])
+        assert refused.status_code == 409
+        assert refused.json()["code"] == "JobNotCancellable"
 
         worker.start()
         jobs = [location for _, location in kept] + [cancelled_job, orphan_job]
@@ -68,7 +72,7 @@ def test_orders_are_confirmed_once_and_a_cancelled_one_never(tmp_path: Path) -> 
 def test_users_down_means_retries_then_confirmation(tmp_path: Path) -> None:
     # The worker's users calls go to a closed port first: each delivery fails,
     # and the job is retried with a backoff; with users back, it confirms.
-    with jobs_fleet(tmp_path, REDIS, start_worker=False,
+    with jobs_fleet(tmp_path, REDIS_CONFIRMATION, start_worker=False,
                     LOCKGATE_JOBS_MAX_DELIVERIES="20") as (fleet, worker):  # fmt: skip
         user = fleet.http.post(
             "/api/v2/users",

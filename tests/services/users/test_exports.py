@@ -72,7 +72,7 @@ def test_an_export_is_accepted_with_202_a_location_and_retry_after(
     assert set(result) == {"href", "format", "rows"}
     assert result["format"] == "csv"
     shown = running.http.get(location)
-    assert shown.headers["Link"] == f'<{result["href"]}>; rel="result"'
+    assert shown.headers["Link"] == f'<{result["href"]}>; rel="https://lockgate.dev/rels/result"'
     assert "Retry-After" not in shown.headers
 
     download = running.http.get(result["href"])
@@ -137,13 +137,10 @@ def test_100000_users_export_in_bounded_memory_and_stream_down(
 ) -> None:
     running, worker = fleet
     data = Path(running.env["LOCKGATE_DATA_DIR"])
-    add_users(data, 100_000)
-    # A first export of them all warms the worker (imports, pools) ...
-    state = finished(running, running.http.post(
-        "/api/v2/users/exports", json={"format": "csv"}).headers["Location"])  # fmt: skip
-    assert state["status"] == "succeeded"
+    # The worker has run exports of the few users the tests above made (its
+    # imports and pools are warm): its peak so far is its baseline.
     before = worker.peak_memory_kb()
-    # ... so a second one's growth is what an export holds.
+    add_users(data, 100_000)
     state = finished(running, running.http.post(
         "/api/v2/users/exports", json={"format": "jsonl"}).headers["Location"])  # fmt: skip
     assert state["status"] == "succeeded", state
