@@ -1,9 +1,11 @@
-"""The job store's promises, on SQLite: a claim per delivery, a lease that only
+"""The job store's promises, on SQLite and PostgreSQL: a claim per delivery, a lease that only
 its holder may use, deliveries bounded, the outbox held by one relay at a time."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -11,15 +13,23 @@ from sqlalchemy import MetaData, create_engine, update
 
 from lockgate.jobs import JobStore
 from lockgate.jobs.store import job_tables
+from tests.servers import postgres_schema
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> JobStore:
-    engine = create_engine(f"sqlite:///{tmp_path / 'jobs.db'}")
-    metadata = MetaData()
-    job_tables(metadata, "svc")
-    metadata.create_all(engine)
-    return JobStore(engine, "svc", metadata=metadata)
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.server)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
+    """The store on SQLite and on the machine's PostgreSQL (a schema of its own)."""
+    with ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path / 'jobs.db'}"
+        else:
+            url = stack.enter_context(postgres_schema())
+        engine = create_engine(url)
+        stack.callback(engine.dispose)
+        metadata = MetaData()
+        job_tables(metadata, "svc")
+        metadata.create_all(engine)
+        yield JobStore(engine, "svc", metadata=metadata)
 
 
 def accept(store: JobStore, max_attempts: int = 3) -> str:
