@@ -1,4 +1,5 @@
-"""The authorization server's endpoints: the token (RFC 6749 §4.4), the JWKS, RFC 8414 metadata.
+"""The authorization server's endpoints: the token (RFC 6749 §4.4), the JWKS, RFC 8414
+metadata, and ``/oauth/verify`` for a gateway's ``auth_request``.
 
 Errors of the token endpoint are RFC 6749 §5.2 JSON (``{"error": ...}``),
 not problem+json: OAuth clients parse that shape. Every token answer is
@@ -172,4 +173,58 @@ def metadata() -> Response:
         scopes_supported=sorted(current_app.config["LOCKGATE_AUTH_SCOPES"]),
     )
     response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+def _verifier() -> Any:
+    """The issuer's own verifier of its tokens, for any of the fleet's audiences."""
+    found = current_app.extensions.get("auth.verifier")
+    if found is None:
+        from lockgate.auth import TokenVerifier
+
+        known = frozenset(current_app.config["LOCKGATE_AUTH_SCOPES"])
+        found = current_app.extensions["auth.verifier"] = TokenVerifier(
+            issuer=str(current_app.config["LOCKGATE_AUTH_ISSUER"]),
+            audience=audiences(known, known),
+            load_jwks=_keys().jwks,
+        )
+    return found
+
+
+@bp.get("/oauth/verify")
+def verify() -> Response:
+    """For a gateway's ``auth_request``: 204 with ``X-Client-Id`` and
+    ``X-Scopes`` for a valid bearer token, else a 401 problem.
+
+    The gateway may cache the answer per token for ``X-Accel-Expires``
+    seconds: never past the token's own expiry. Services verify the token
+    again (defence in depth); this answer only keeps bad tokens at the edge.
+    """
+    from lockgate.auth import InvalidToken
+    from lockgate.problems import Problem
+
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.strip().partition(" ")
+    try:
+        if scheme.lower() != "bearer" or not token.strip():
+            raise InvalidToken("a bearer token is required")
+        client = _verifier().verify(token.strip())
+    except InvalidToken as error:
+        reason = str(error).replace('"', "'")[:200]
+        raise Problem(
+            401,
+            str(error),
+            code="invalid_token",
+            title="Invalid token",
+            headers={
+                "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{reason}"',
+                "Cache-Control": "no-store",
+            },
+        ) from None
+    remaining = max(0, int(float(client.claims["exp"]) - time.time()))
+    response = Response(status=204)
+    response.headers["X-Client-Id"] = client.client_id
+    response.headers["X-Scopes"] = " ".join(sorted(client.scopes))
+    response.headers["X-Accel-Expires"] = str(remaining)
+    response.headers["Cache-Control"] = f"private, max-age={remaining}"
     return response

@@ -146,7 +146,8 @@ def url_loader(url: str, timeout: float = 5.0) -> Callable[[], Mapping[str, Any]
 
 
 class TokenVerifier:
-    """Checks access tokens of one issuer for one audience.
+    """Checks access tokens of one issuer for one audience (or any of several:
+    the gateway's check at the edge, for every service behind it).
 
     :param load_jwks: returns the issuer's JWKS (see :func:`url_loader`).
     :param cache_size: verified tokens remembered (by SHA-256) until they expire.
@@ -156,7 +157,7 @@ class TokenVerifier:
         self,
         *,
         issuer: str,
-        audience: str,
+        audience: str | list[str],
         load_jwks: Callable[[], Mapping[str, Any]],
         leeway: int = 10,
         cache_size: int = 10000,
