@@ -28,8 +28,9 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 	touch $@
 
 # Debian packages the tests start or drive: chromium for the docs page tests
-# (Playwright cannot download a browser here), memcached for the cache tests.
-SYSTEM_PACKAGES := chromium memcached
+# (Playwright cannot download a browser here), memcached for the cache tests,
+# nginx for the gateway's (nginx -t, and a real edge in front of the fleet).
+SYSTEM_PACKAGES := chromium memcached nginx
 system-packages:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -71,6 +72,7 @@ bench: setup wrk bench-tools ## benchmarks; figures go to docs/benchmarks.md
 	$(BIN)/python bench/changes.py --write docs/benchmarks.md
 	$(BIN)/python bench/auth.py --write docs/benchmarks.md
 	$(BIN)/python bench/orders.py --write docs/benchmarks.md
+	$(BIN)/python bench/jobs.py --write docs/benchmarks.md
 	$(BIN)/python bench/serving.py --write docs/benchmarks.md
 
 # valgrind, its headers and a C compiler: bench/versioning.py counts

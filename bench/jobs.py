@@ -6,10 +6,11 @@ publishing directly, in one run. There is no target figure: the figures are
 reported as measured.
 
 One Flask app with ``lockgate.jobs.Jobs`` (``LOCKGATE_SERVICE=bench``: the
-tables ``bench_jobs`` and ``bench_job_outbox``, the queue ``<prefix>bench``),
-its engine from ``lockgate.fleet.database.make_engine`` (as the services make
-theirs), one job type ``bench.noop`` whose code returns ``None``, and every
-other setting the library's default. Once per broker and database:
+tables ``bench_jobs``, ``bench_job_outbox`` and the rest of
+``lockgate.jobs.store.job_tables``, the queue ``<prefix>bench``), its engine
+from ``lockgate.fleet.database.make_engine`` (as the services make theirs),
+one job type ``bench.noop`` whose code returns ``None``, and every other
+setting the library's default. Once per broker and database:
 
 - brokers: the machine's RabbitMQ (``amqp://guest:guest@127.0.0.1:5672//``,
   quorum queues, publisher confirms) and Redis (``redis://127.0.0.1:6379/12``,
@@ -48,19 +49,21 @@ Measured, per pair, after a warm-up of every case:
 - *latency*: one job in flight at a time, the cases taking turns in rounds of
   outbox, outbox, direct, direct (each case following each equally often);
   the added figure is also given for each of :data:`BLOCKS` stretches of
-  the run, to show its spread on a shared machine. A job's latency runs from
-  just before the accept (or the direct write) to the worker's claim (its ``started_at``,
-  stamped by the worker) and to its end (``finished_at``); both are wall
-  clock times of one machine. The caller then waits for the job to be
-  ``succeeded`` and the outbox to be empty before the next one. Also the
-  time the caller waits for the accept (or the write and the publish) to
-  return. The headline: added = p50(outbox) - p50(direct) to the claim, and
-  the same at p90.
+  the run, to show its spread on a shared machine. A job's latency runs
+  from just before the accept (or the direct write) to the worker's claim
+  (its ``started_at``, stamped by the worker) and to its end
+  (``finished_at``); both are wall clock times of one machine. The caller
+  then waits for the job to be ``succeeded`` and the outbox to be empty
+  before the next one. Also the time the caller waits for the accept (or
+  the write and the publish) to return. The headline: added = p50(outbox) -
+  p50(direct) to the claim, and the same at p90.
 - *throughput*: :data:`ROUNDS` rounds of each case (in the order outbox,
   direct, direct, outbox, ...), each round ``--jobs`` jobs accepted as
   fast as one caller thread can, then waited for. Jobs per second: the
   round's jobs over the time from just before its first accept to the last
-  one's ``finished_at``; the median round is reported, and every round.
+  one's ``finished_at``; the median round is reported, and every round. A
+  round ends with the slower of the caller and the worker: the caller's own
+  rate (the round's jobs over the time its accepts took) is given beside it.
 
 Only 127.0.0.1 is used.
 
@@ -566,7 +569,9 @@ def write(
         'next job; "the caller waits": until the accept (or the write and the publish) '
         f"returns. Throughput: {ROUNDS} rounds of {args.jobs} jobs per case (outbox, "
         "direct, direct, outbox, ...), accepted back to back by one thread, jobs/s from "
-        "just before the first accept to the last `finished_at`. The pairs ran one after "
+        "just before the first accept to the last `finished_at`; accepted/s by the caller: "
+        "the round's jobs over the time its accepts took (a round ends with the slower of "
+        "the caller and the worker). The pairs ran one after "
         "the other, each with its own worker: compare the cases within a pair, not the "
         "pairs. Jobs/s and milliseconds; code measured: "
         f"{state}; {os.cpu_count()} cores shared by the caller, the worker, the broker, "

@@ -34,6 +34,7 @@ EXTRAS = {
     **dict.fromkeys(("jwt", "cryptography"), "auth"),
     **dict.fromkeys(("httpx", "tenacity", "opentelemetry"), "client"),
     **dict.fromkeys(("celery", "kombu", "billiard"), "jobs"),
+    "yaml": "gateway",
 }
 
 
@@ -1024,3 +1025,60 @@ def jobs_retry(job_id: str, manifest: str) -> None:
     except Exception as error:
         click.echo(f"not published yet ({error}); a running relay will", err=True)
     click.echo(f"queued {job_id} again")
+
+
+@main.group()
+def gateway() -> None:
+    """The gateway in front of the fleet, rendered from the manifest."""
+
+
+@gateway.command("render")
+@click.option(
+    "--target",
+    type=click.Choice(["nginx", "gateway-api"]),
+    required=True,
+    help="nginx: nginx.conf; gateway-api: Kubernetes Gateway API and Envoy Gateway resources.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Write the files into this folder (default: print them).",
+)
+@click.option(
+    "--run-dir",
+    default="run",
+    show_default=True,
+    help="nginx: its pid, temp and cache folder (relative: to nginx's -p prefix).",
+)
+@manifest_option
+def gateway_render(target: str, out: str | None, run_dir: str, manifest: str) -> None:
+    """Render the gateway's configuration; never edit the output by hand."""
+    from pathlib import Path
+
+    from .manifest import load_manifest
+
+    try:
+        fleet = load_manifest(manifest)
+        if target == "nginx":
+            from .gateway import render_nginx
+
+            files = {"nginx.conf": render_nginx(fleet, run_dir=run_dir, manifest=manifest)}
+        else:
+            from .gatewayapi import render_gateway_api
+
+            files = render_gateway_api(fleet, manifest=manifest)
+    except ConfigurationError as error:
+        _fail(error)
+    if out is None:
+        for name, text in files.items():
+            if len(files) > 1:
+                click.echo(f"# --- {name}")
+            click.echo(text, nl=False)
+        return
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    if target == "nginx" and not Path(run_dir).is_absolute():
+        (folder / run_dir).mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {folder / name}", err=True)

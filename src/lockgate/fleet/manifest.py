@@ -40,10 +40,29 @@ from pathlib import Path
 
 from ..errors import ConfigurationError
 
-__all__ = ["MANIFEST_ENV", "Fleet", "Service", "Worker", "find_manifest", "load_manifest"]
+__all__ = [
+    "MANIFEST_ENV",
+    "Fleet",
+    "Gateway",
+    "Service",
+    "VersionPool",
+    "Worker",
+    "find_manifest",
+    "load_manifest",
+]
 
 #: Environment variable pointing at the manifest (default: ./fleet.toml).
 MANIFEST_ENV = "LOCKGATE_FLEET"
+
+
+@dataclass(frozen=True)
+class VersionPool:
+    """A version of a service on a deployment of its own
+    (``[services.users.versions.1] replicas = 1``): scaled or moved without
+    touching the other versions, which share the service's pool."""
+
+    label: str
+    replicas: int = 1
 
 
 @dataclass(frozen=True)
@@ -62,6 +81,8 @@ class Service:
     scopes: tuple[str, ...] = ()
     #: Alembic script directory, relative to the manifest, if it has a database.
     migrations: Path | None = None
+    #: Versions with a pool of their own; every other version shares the service's.
+    pools: tuple[VersionPool, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,6 +95,31 @@ class Worker:
     replicas: int = 1
     #: Jobs at once in one replica (its prefork children).
     concurrency: int = 2
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """``[gateway]``: the edge in front of the fleet (nginx, Gateway API)."""
+
+    #: Where the gateway listens.
+    listen: str = "127.0.0.1:8080"
+    #: The edge's coarse per-client limit: requests per second, and the burst
+    #: above it let through at once (the services keep the exact limits).
+    rate: int = 100
+    burst: int = 200
+    #: Version-neutral public documents the edge may cache, path prefixes.
+    cache: tuple[str, ...] = ("/api/versions", "/docs")
+    #: Seconds the edge keeps a cached public document.
+    cache_seconds: int = 10
+    #: Idle keep-alive connections to each upstream, per gateway worker.
+    keepalive: int = 32
+    #: The first private port of the replicas on one machine (``lockgate up``).
+    upstream_port: int = 9100
+    #: The tokens' issuer as clients see it (default: ``http://<listen>``).
+    issuer: str = ""
+    #: Kubernetes: the GatewayClass, and the port every Service listens on.
+    gateway_class: str = "eg"
+    service_port: int = 8000
 
 
 @dataclass(frozen=True)
@@ -90,6 +136,8 @@ class Fleet:
     auth: str | None = None
     #: Its job workers (``[services.<name>]`` tables with ``queues``).
     workers: tuple[Worker, ...] = ()
+    #: The edge: ``[gateway]`` (defaults without it).
+    gateway: Gateway = Gateway()
 
     def service(self, name: str) -> Service:
         for service in self.services:
@@ -128,7 +176,8 @@ def load_manifest(path: str | os.PathLike[str] | None = None) -> Fleet:
             continue
         if not isinstance(table, dict) or not isinstance(table.get("app"), str):
             raise ConfigurationError(f"{where}: app = 'module:factory' is required")
-        unknown = set(table) - {"app", "paths", "root_paths", "replicas", "migrations", "scopes"}
+        allowed = {"app", "paths", "root_paths", "replicas", "migrations", "scopes", "versions"}
+        unknown = set(table) - allowed
         if unknown:
             raise ConfigurationError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
         paths = tuple("/" + str(p).strip("/") for p in table.get("paths", ()))
@@ -152,6 +201,7 @@ def load_manifest(path: str | os.PathLike[str] | None = None) -> Fleet:
         if not isinstance(replicas, int) or replicas < 1:
             raise ConfigurationError(f"{where}: replicas must be a positive integer")
         migrations = table.get("migrations")
+        pools = _pools(table.get("versions", {}), where)
         services.append(
             Service(
                 name=name,
@@ -161,6 +211,7 @@ def load_manifest(path: str | os.PathLike[str] | None = None) -> Fleet:
                 root_paths=root_paths,
                 scopes=tuple(scopes),
                 migrations=None if migrations is None else root / migrations,
+                pools=pools,
             )
         )
     if not services:
@@ -176,6 +227,7 @@ def load_manifest(path: str | os.PathLike[str] | None = None) -> Fleet:
         root=root,
         auth=auth,
         workers=tuple(workers),
+        gateway=_gateway(data.get("gateway", {}), f"{manifest.name} [gateway]"),
     )
     for worker in workers:
         for queue in worker.queues:
@@ -205,3 +257,44 @@ def _worker(name: str, table: dict[str, object], where: str) -> Worker:
             raise ConfigurationError(f"{where}: {key} must be a positive integer")
     assert isinstance(replicas, int) and isinstance(concurrency, int)
     return Worker(name, tuple(queues), replicas, concurrency)
+
+
+def _pools(table: object, where: str) -> tuple[VersionPool, ...]:
+    if not isinstance(table, dict):
+        raise ConfigurationError(f"{where}: versions must be tables: [services.NAME.versions.1]")
+    pools = []
+    for label, options in table.items():
+        if not isinstance(options, dict) or set(options) - {"replicas"}:
+            raise ConfigurationError(f"{where}: versions.{label} takes replicas only")
+        replicas = options.get("replicas", 1)
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 1:
+            raise ConfigurationError(f"{where}: versions.{label}.replicas must be positive")
+        pools.append(VersionPool(str(label), replicas))
+    return tuple(pools)
+
+
+def _gateway(table: object, where: str) -> Gateway:
+    if not isinstance(table, dict):
+        raise ConfigurationError(f"{where}: must be a table")
+    defaults = Gateway()
+    unknown = set(table) - set(Gateway.__dataclass_fields__)
+    if unknown:
+        raise ConfigurationError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
+    values: dict[str, object] = {}
+    for key, value in table.items():
+        default = getattr(defaults, key)
+        if isinstance(default, tuple):
+            if not isinstance(value, list) or not all(
+                isinstance(v, str) and v.startswith("/") for v in value
+            ):
+                raise ConfigurationError(f"{where}: {key} must be a list of paths")
+            values[key] = tuple(value)
+        elif isinstance(default, int):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigurationError(f"{where}: {key} must be a non-negative integer")
+            values[key] = value
+        else:
+            if not isinstance(value, str) or (key == "listen" and ":" not in value):
+                raise ConfigurationError(f"{where}: {key} must be a string (listen: host:port)")
+            values[key] = value
+    return Gateway(**values)  # type: ignore[arg-type]
