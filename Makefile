@@ -10,10 +10,14 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test setup lint typecheck api-guard pytest bench bench-tools system-packages wrk fmt clean
+.PHONY: run up test setup lint typecheck api-guard pytest bench bench-tools system-packages wrk fmt clean
 
 run: setup ## set up and start the fleet at http://$(HOST):$(PORT)
 	$(BIN)/lockgate run --host $(HOST) --port $(PORT)
+
+# The production topology on one machine: nginx in front of every replica.
+up: setup system-packages ## nginx at http://$(HOST):$(PORT) in front of each service's replicas
+	$(BIN)/lockgate up --host $(HOST) --port $(PORT)
 
 test: setup system-packages lint typecheck api-guard pytest ## set up and run every check and test
 

@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from typing import Any
 
 import click
@@ -282,6 +283,7 @@ DEV_CLIENT = "dev"
     show_default=True,
 )
 @click.option("--bind", default="127.0.0.1:8080", show_default=True)
+@click.option("--service", help="Serve this one service alone (a replica behind a gateway).")
 @jobs_option
 @click.option("--graceful-timeout", default=30.0, show_default=True, type=float)
 @click.option(
@@ -299,19 +301,27 @@ def serve(
     bind: str,
     graceful_timeout: float,
     drain_delay: float,
+    service: str | None,
     start_jobs: bool,
     manifest: str,
 ) -> None:
     """Serve the fleet for production: several workers, graceful drain on SIGTERM;
-    and the manifest's job workers."""
+    and the manifest's job workers. ``--service`` serves one service's app
+    alone, as each replica behind ``lockgate up``'s nginx does."""
     from ..serving import ServeOptions, check_options
     from ..serving import serve as run_server
     from ..versioning.lifecycle_file import check_services
     from .database import upgrade_fleet
     from .manifest import load_manifest
 
+    target = "lockgate.fleet.front:create_fleet_app"
+    if service is not None:
+        try:
+            target = load_manifest(manifest).service(service).app
+        except ConfigurationError as error:
+            _fail(error)
     options = ServeOptions(
-        target="lockgate.fleet.front:create_fleet_app",
+        target=target,
         server=server,
         workers=workers,
         threads=threads,
@@ -1082,3 +1092,62 @@ def gateway_render(target: str, out: str | None, run_dir: str, manifest: str) ->
     for name, text in files.items():
         (folder / name).write_text(text, encoding="utf-8")
         click.echo(f"wrote {folder / name}", err=True)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@jobs_option
+@manifest_option
+def up(host: str, port: int, start_jobs: bool, manifest: str) -> None:
+    """The production topology on one machine: nginx in front, each service
+    replica a `lockgate serve` of its own, the job workers."""
+    from pathlib import Path
+
+    from .database import upgrade_fleet
+    from .manifest import load_manifest
+    from .up import Topology
+
+    try:
+        fleet = load_manifest(manifest)
+        path = fleet.root / os.path.basename(manifest)
+        os.environ["LOCKGATE_FLEET"] = str(path)
+        base = f"http://{host}:{port}"
+        _issuer_settings(fleet, base)
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(fleet.root), os.environ.get("PYTHONPATH")])
+        )
+        upgrade_fleet(fleet)
+        _service_clients(fleet)
+        topology = Topology(fleet, Path(path), host=host, port=port)
+    except ConfigurationError as error:
+        _fail(error)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        topology.start_replicas()
+        topology.start_nginx()
+        if fleet.auth is not None:
+            from .front import load_service_app
+
+            _development_client(load_service_app(fleet.service(fleet.auth).app), base)
+        topology.workers = _start_workers(fleet, manifest, grace=30.0, start=start_jobs)
+        click.echo(f"lockgate up: {base} (nginx) -> {len(topology.replicas)} replicas")
+        click.echo("Press Ctrl-C to stop.", err=True)
+        while True:
+            time.sleep(1)
+            if topology.nginx is not None and topology.nginx.poll() is not None:
+                raise click.ClickException("nginx exited")
+    except KeyboardInterrupt:
+        pass
+    except ConfigurationError as error:
+        topology.stop()
+        _fail(error)
+    except RuntimeError as error:
+        topology.stop()
+        raise click.ClickException(str(error)) from None
+    topology.stop()
+    click.echo("stopped", err=True)
