@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -264,3 +266,44 @@ def test_the_request_id_is_made_at_the_edge_or_passed_on(edge: Edge) -> None:
     lines = (edge.folder / "run" / "access.log").read_text().splitlines()
     logged = [json.loads(line) for line in lines if "edge-trace-77" in line]
     assert logged and "upstream_time" in logged[0]
+
+
+@pytest.mark.server
+def test_nginx_answers_its_own_502_as_problem_json(tmp_path: Path) -> None:
+    """Every replica of a pool away: nginx's 502 is problem+json, not its HTML page."""
+    import dataclasses
+
+    os.environ.setdefault("LOCKGATE_DATA_DIR", str(tmp_path / "data"))
+    fleet = load_manifest(ROOT / "fleet.toml")
+    closed = f"127.0.0.1:{free_port()}"
+    port = free_port()
+    fleet = dataclasses.replace(
+        fleet, gateway=dataclasses.replace(fleet.gateway, listen=f"127.0.0.1:{port}")
+    )
+    (tmp_path / "run").mkdir()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(render_nginx(
+        fleet, run_dir=str(tmp_path / "run"), addresses={p.name: [closed] for p in pools(fleet)},
+        worker_processes="1", user="root" if os.geteuid() == 0 else None,
+    ))  # fmt: skip
+    nginx = subprocess.Popen(
+        [NGINX, "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        assert response.status_code == 502
+        assert response.headers["Content-Type"] == "application/problem+json"
+        problem = response.json()
+        assert problem["status"] == 502 and problem["instance"] == "/healthz"
+        assert response.headers["X-Request-ID"]
+    finally:
+        nginx.send_signal(signal.SIGQUIT)
+        nginx.wait(10)

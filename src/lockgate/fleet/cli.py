@@ -1114,6 +1114,8 @@ def up(host: str, port: int, start_jobs: bool, manifest: str) -> None:
         os.environ["LOCKGATE_FLEET"] = str(path)
         base = f"http://{host}:{port}"
         _issuer_settings(fleet, base)
+        # Behind nginx: exactly one proxy hop to believe (X-Forwarded-For).
+        os.environ.setdefault("LOCKGATE_TRUSTED_PROXIES", "1")
         os.environ["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(fleet.root), os.environ.get("PYTHONPATH")])
         )
