@@ -185,7 +185,11 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
             base = f"http://127.0.0.1:{edge_port}"
             try:
                 wait_until_up(nginx, base, folder / "run" / "error.log")  # type: ignore[arg-type]
-                yield Edge(base, main, legacy_log, folder)
+                found = Edge(base, main, legacy_log, folder)
+                try:
+                    yield found
+                finally:
+                    found.http.close()
             finally:
                 stop(nginx)  # type: ignore[arg-type]
         finally:
