@@ -78,6 +78,7 @@ bench: setup wrk bench-tools ## benchmarks; figures go to docs/benchmarks.md
 	$(BIN)/python bench/orders.py --write docs/benchmarks.md
 	$(BIN)/python bench/jobs.py --write docs/benchmarks.md
 	$(BIN)/python bench/serving.py --write docs/benchmarks.md
+	$(BIN)/python bench/gateway.py --write docs/benchmarks.md
 
 # valgrind, its headers and a C compiler: bench/versioning.py counts
 # instructions under callgrind, started and stopped by bench/callgrind_toggle.c.

@@ -26,9 +26,10 @@ The worker is ``lockgate.jobs.worker.run_worker`` (Celery, prefork pool,
 concurrency 2, as ``lockgate worker`` runs it, its JSON logs on), this
 script started again in a process of its own (``--worker-child``) on the
 same database and broker, stopped by its PID at the end; its master runs its
-own relay, as in the fleet. The pairs of broker and database run one after
-the other, each with its own worker: compare the cases within a pair, not
-the pairs with each other (the machine's load moves between them).
+own relay, as in the fleet. The setups (a broker and a database) run one
+after the other, each with its own worker: compare the cases within a
+setup, not the setups with each other (the machine's load moves between
+them).
 
 Two cases, from the benchmark's process (the web side):
 
@@ -44,7 +45,7 @@ Two cases, from the benchmark's process (the web side):
   without an outbox would do: commit, then publish, and lose the job if it
   dies between the two.
 
-Measured, per pair, after a warm-up of every case:
+Measured, per setup, after a warm-up of every case:
 
 - *latency*: one job in flight at a time, the cases taking turns in rounds of
   outbox, outbox, direct, direct (each case following each equally often);
@@ -64,10 +65,13 @@ Measured, per pair, after a warm-up of every case:
   one's ``finished_at``; the median round is reported, and every round. A
   round ends with the slower of the caller and the worker: the caller's own
   rate (the round's jobs over the time its accepts took) is given beside it.
+  The cases compared: outbox over direct jobs/s in each two rounds run back
+  to back, the median pair reported (the load of a shared machine moves
+  from minute to minute, so a round is compared with its neighbour).
 
 Only 127.0.0.1 is used.
 
-    python bench/jobs.py [--jobs 100] [--latency 100] [--brokers rabbitmq,redis]
+    python bench/jobs.py [--jobs 80] [--latency 100] [--brokers rabbitmq,redis]
                          [--databases sqlite,postgresql] [--write docs/benchmarks.md]
 """
 
@@ -116,8 +120,8 @@ DATABASES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 CONCURRENCY = 2
 #: Latency: the added figure is also given for each of this many stretches of the run.
 BLOCKS = 5
-#: Throughput: rounds of each case.
-ROUNDS = 4
+#: Throughput: rounds of each case (odd: the median is a round's own figure).
+ROUNDS = 5
 #: Jobs of each case before measuring (one at a time, then one burst).
 WARM_UP = 20
 #: How often the caller looks at the job it waits for, in seconds.
@@ -190,7 +194,7 @@ def fresh_database(kind: str, folder: Path) -> Iterator[str]:
 
 @dataclass
 class Side:
-    """One pair of broker and database: the caller's jobs, and the worker process."""
+    """One setup, a broker and a database: the caller's jobs, and the worker process."""
 
     name: str
     broker: str
@@ -387,7 +391,7 @@ def p90(values: list[float]) -> float:
 
 @dataclass(frozen=True)
 class Figures:
-    """One pair's figures: rates in jobs/s, latencies in milliseconds."""
+    """One setup's figures: rates in jobs/s, latencies in milliseconds."""
 
     name: str
     latency: dict[str, Latency]
@@ -401,6 +405,17 @@ class Figures:
 
     def added(self, which: Callable[[list[float]], float]) -> float:
         return which(self.latency["outbox"].claimed) - which(self.latency["direct"].claimed)
+
+    def pair_ratios(self) -> list[float]:
+        """outbox / direct jobs/s of each two rounds run back to back: the
+        machine's load moves from minute to minute, so rounds are compared
+        with their neighbour, not with the median of the others."""
+        pairs = zip(self.rounds[0::2], self.rounds[1::2], strict=True)
+        ratios = []
+        for first, second in pairs:
+            found = {first.case: first.rate, second.case: second.rate}
+            ratios.append(found["outbox"] / found["direct"])
+        return ratios
 
     def added_blocks(self) -> list[float]:
         out, into = self.latency["outbox"].claimed, self.latency["direct"].claimed
@@ -443,15 +458,15 @@ def tables(found: list[Figures]) -> str:
         "",
         "| broker, database | added by the outbox to the claim, p50 | p90 "
         f"| p50 added in each {BLOCKS}th of the run | outbox vs direct, jobs/s "
-        "(median rounds) |",
-        "|---|---:|---:|---|---:|",
+        "(median pair of rounds) | in each pair |",
+        "|---|---:|---:|---|---:|---|",
     ]
     for f in found:
         each = " / ".join(f"{value:+.2f}" for value in f.added_blocks())
-        ratio = p50(f.rates("outbox")) / p50(f.rates("direct"))
+        ratios = f.pair_ratios()
         lines.append(
             f"| {f.name} | {f.added(p50):+.2f} ms | {f.added(p90):+.2f} ms | {each} "
-            f"| {ratio:.2f}x |"
+            f"| {p50(ratios):.2f}x | {' / '.join(f'{r:.2f}' for r in ratios)} |"
         )
     return "\n".join(lines)
 
@@ -459,7 +474,8 @@ def tables(found: list[Figures]) -> str:
 def summary(found: list[Figures]) -> str:
     said = [
         f"{f.name}: {p50(f.rates('outbox')):.1f} jobs/s through the outbox "
-        f"({p50(f.rates('direct')):.1f} published directly); the outbox adds "
+        f"({p50(f.rates('direct')):.1f} published directly; "
+        f"{p50(f.pair_ratios()):.2f}x side by side); the outbox adds "
         f"{f.added(p50):.2f} ms at p50 and {f.added(p90):.2f} ms at p90 from the accept "
         "to the worker's claim"
         for f in found
@@ -476,7 +492,7 @@ def chosen(value: str, known: dict[str, object], option: str) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=100, help="per throughput round")
+    parser.add_argument("--jobs", type=int, default=80, help="per throughput round")
     parser.add_argument("--latency", type=int, default=100, help="per case, one at a time")
     parser.add_argument("--brokers", default=",".join(BROKERS))
     parser.add_argument("--databases", default=",".join(DATABASES))
@@ -551,8 +567,8 @@ def write(
         f"{args.latency} --brokers {','.join(brokers)} --databases {','.join(databases)}`). "
         "No target figure: the figures as measured. One Flask app with "
         "`lockgate.jobs.Jobs` (engine from `make_engine`, as the services make theirs), "
-        "a no-op job type, the library's default settings, for each pair of broker "
-        f"({on}, on queues of a prefix of the run's own) and database "
+        "a no-op job type, the library's default settings, for each setup: a broker "
+        f"({on}, on queues of a prefix of the run's own) and a database "
         f"({' and '.join(kept[kind] for kind in databases)}). The worker: `run_worker` "
         f"(Celery, prefork, concurrency {CONCURRENCY}, JSON logs on) in a process of its "
         "own on the same database and broker, its own relay running as in the fleet. "
@@ -571,9 +587,11 @@ def write(
         "direct, direct, outbox, ...), accepted back to back by one thread, jobs/s from "
         "just before the first accept to the last `finished_at`; accepted/s by the caller: "
         "the round's jobs over the time its accepts took (a round ends with the slower of "
-        "the caller and the worker). The pairs ran one after "
-        "the other, each with its own worker: compare the cases within a pair, not the "
-        "pairs. Jobs/s and milliseconds; code measured: "
+        "the caller and the worker); outbox vs direct: the ratio of jobs/s in each two "
+        "rounds run back to back (a round is compared with its neighbour, as the load "
+        "moves), the median pair reported. The setups ran one after the other, each with "
+        "its own worker: compare the cases within a setup, not the setups. Jobs/s and "
+        "milliseconds; code measured: "
         f"{state}; {os.cpu_count()} cores shared by the caller, the worker, the broker, "
         "the database and whatever else ran; Python "
         f"{platform.python_version()} on {platform.machine()}, measured "
