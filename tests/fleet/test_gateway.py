@@ -247,6 +247,12 @@ def test_the_catalog_is_served_from_the_edge_the_second_time(edge: Edge) -> None
     assert first.status_code == second.status_code == 200
     assert second.headers["X-Cache-Status"] == "HIT"
     assert second.json() == first.json()
+    # Each version's document too, each its own entry.
+    for version in ("1", "2"):
+        edge.http.get(f"/api/v{version}/openapi.json")
+        again = edge.http.get(f"/api/v{version}/openapi.json")
+        assert again.headers["X-Cache-Status"] == "HIT"
+        assert again.json()["info"]["version"].startswith(version)
 
 
 @pytest.mark.server
