@@ -208,6 +208,16 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
         time.sleep(0.2)
 
 
+def finished(http: httpx.Client, location: str, timeout: float = 60) -> dict[str, Any]:
+    """The job at ``location`` once it has finished (succeeded, failed, cancelled)."""
+    found: dict[str, Any] = wait_for(
+        lambda: (s := http.get(location).json())["status"] not in ("queued", "running") and s,
+        timeout,
+        f"{location} to finish",
+    )
+    return found
+
+
 def job_states(http: httpx.Client, locations: list[str]) -> list[dict[str, Any]]:
     states = []
     for location in locations:

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.jobs.fleet import Worker, jobs_fleet, start_export, wait_for
+from tests.jobs.fleet import Worker, jobs_fleet, start_export
+from tests.jobs.fleet import finished as finished_job
 from tests.servers import LOCKGATE, ROOT, Fleet, token_for
 
 pytestmark = pytest.mark.server
@@ -33,12 +34,7 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def finished(fleet: Fleet, location: str) -> dict[str, Any]:
-    found: dict[str, Any] = wait_for(
-        lambda: (s := fleet.http.get(location).json())["status"] not in ("queued", "running") and s,
-        60,
-        f"{location} to finish",
-    )
-    return found
+    return finished_job(fleet.http, location, 60)
 
 
 def lockgate(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

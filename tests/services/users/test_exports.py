@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.jobs.fleet import Worker, add_users, jobs_fleet, wait_for
+from tests.jobs.fleet import Worker, add_users, jobs_fleet
+from tests.jobs.fleet import finished as finished_job
 from tests.servers import Fleet
 
 pytestmark = pytest.mark.server
@@ -36,12 +37,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fleet, Wor
 
 
 def finished(fleet: Fleet, location: str) -> dict[str, Any]:
-    found: dict[str, Any] = wait_for(
-        lambda: (s := fleet.http.get(location).json())["status"] not in ("queued", "running") and s,
-        120,
-        f"{location} to finish",
-    )
-    return found
+    return finished_job(fleet.http, location, 120)
 
 
 def test_an_export_is_accepted_with_202_a_location_and_retry_after(
