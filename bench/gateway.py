@@ -54,14 +54,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import os
 import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -92,20 +90,6 @@ CACHE_GOAL = 5.0
 #: A users read held this long at the edge beyond its upstream's time is counted.
 HELD = 0.25
 MARKER = "## The gateway: nginx in front of the fleet (wrk on loopback)"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def code_digest() -> str:
-    """The library's source (as the other benchmarks check it) and the services'."""
-    digest = hashlib.sha256(inprocess.source_digest().encode())
-    for path in sorted((ROOT / "services").rglob("*.py")):
-        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
 
 
 def seconds_of(text: str) -> float:
@@ -179,7 +163,7 @@ class Service:
 def start_service(folder: Path) -> Service:
     """gunicorn, 1 worker, 8 threads, up and answering ``/healthz``."""
     (folder / "data").mkdir(parents=True)
-    port = free_port()
+    port = inprocess.free_port()
     env = environment(folder)
     command = [
         str(LOCKGATE), "serve", "--server", "gunicorn", "--workers", "1", "--threads", "8",
@@ -260,7 +244,7 @@ def start_nginx(folder: Path, service: Service) -> Edge:
     from lockgate.fleet.manifest import load_manifest
 
     fleet = load_manifest(ROOT / "fleet.toml")
-    port = free_port()
+    port = inprocess.free_port()
     fleet = dataclasses.replace(
         fleet,
         gateway=dataclasses.replace(
@@ -567,7 +551,7 @@ def main() -> int:
         raise SystemExit("wrk is not installed (make bench installs it)")
     if not Path(NGINX).exists():
         raise SystemExit("nginx is not installed (make system-packages installs it)")
-    digest, state = code_digest(), inprocess.source_state()
+    digest, state = inprocess.code_digest(), inprocess.source_state()
     with tempfile.TemporaryDirectory(prefix="lockgate-bench-gateway-") as name:
         folder = Path(name)
         service = start_service(folder / "service")
@@ -586,7 +570,7 @@ def main() -> int:
         tables, summary = report(runs, latencies, log, verifies, service.user_id)
     print(tables)
     print(summary)
-    if code_digest() != digest:
+    if inprocess.code_digest() != digest:
         print("src/ or services/ changed during the run: these figures mix two versions")
         return 1
     if args.write:

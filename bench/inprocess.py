@@ -84,6 +84,23 @@ def source_digest() -> str:
     return digest.hexdigest()
 
 
+def code_digest() -> str:
+    """The library's source and the services': what a server benchmark runs."""
+    digest = hashlib.sha256(source_digest().encode())
+    for path in sorted((ROOT / "services").rglob("*.py")):
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def free_port() -> int:
+    """A port free on loopback now, for a server the benchmark starts."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def source_state() -> str:
     """The commit measured, and the files of ``src/`` that differ from it."""
 

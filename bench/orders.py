@@ -71,12 +71,10 @@ The servers are started and stopped by their PIDs; only 127.0.0.1 is used.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -109,20 +107,6 @@ CALL_SUM = "upstream_request_duration_seconds_sum"
 CALL_COUNT = "upstream_request_duration_seconds_count"
 #: A token of the benchmark's is taken again when it is this old (they live 10 minutes).
 TOKEN_AGE = 300.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def code_digest() -> str:
-    """The library's source (as the other benchmarks check it) and the services'."""
-    digest = hashlib.sha256(inprocess.source_digest().encode())
-    for path in sorted((ROOT / "services").rglob("*.py")):
-        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
 
 
 # -- the servers ---------------------------------------------------------------
@@ -187,7 +171,7 @@ def start(backend: str, folder: Path) -> Server:
     """``lockgate serve`` (gunicorn, 1 worker, 8 threads), up and answering ``/healthz``."""
     folder.mkdir(parents=True)
     (folder / "data").mkdir()
-    port = free_port()
+    port = inprocess.free_port()
     env = environment(backend, folder)
     command = [
         str(LOCKGATE), "serve", "--server", "gunicorn", "--workers", "1", "--threads", "8",
@@ -472,7 +456,7 @@ def main() -> int:
     except redis.RedisError as error:
         raise SystemExit(f"the Redis case needs Redis at {REDIS_URL}: {error}") from None
     database.flushdb()
-    digest, state = code_digest(), inprocess.source_state()
+    digest, state = inprocess.code_digest(), inprocess.source_state()
     servers: list[Server] = []
     try:
         with tempfile.TemporaryDirectory(prefix="lockgate-bench-orders-") as folder:
@@ -495,7 +479,7 @@ def main() -> int:
     result = tables(found)
     print(result)
     print(summary(found))
-    if code_digest() != digest:
+    if inprocess.code_digest() != digest:
         print("src/ or services/ changed during the run: these figures mix two versions")
         return 1
     if args.write:
