@@ -269,11 +269,15 @@ def _development_client(auth_app: Any, base: str) -> None:
 DEV_CLIENT = "dev"
 
 
+# Every option of ``serve`` also reads an environment variable
+# (LOCKGATE_BIND, LOCKGATE_WORKERS, ...): a container image runs the one
+# command and a deployment sets the rest (the Dockerfile, deploy/).
 @main.command()
-@click.option("--workers", default=1, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, envvar="LOCKGATE_WORKERS")
 @click.option(
     "--threads",
     type=int,
+    envvar="LOCKGATE_THREADS",
     help="Per worker (default: 8 for gunicorn, 2 for granian, 4 for uwsgi).",
 )
 @click.option(
@@ -281,16 +285,42 @@ DEV_CLIENT = "dev"
     type=click.Choice(["gunicorn", "granian", "uwsgi"]),
     default="gunicorn",
     show_default=True,
+    envvar="LOCKGATE_SERVER",
 )
-@click.option("--bind", default="127.0.0.1:8080", show_default=True)
-@click.option("--service", help="Serve this one service alone (a replica behind a gateway).")
-@jobs_option
-@click.option("--graceful-timeout", default=30.0, show_default=True, type=float)
+@click.option("--bind", default="127.0.0.1:8080", show_default=True, envvar="LOCKGATE_BIND")
+@click.option(
+    "--service",
+    envvar="LOCKGATE_SERVICE",
+    help="Serve this one service alone (a replica behind a gateway).",
+)
+@click.option(
+    "--migrate/--no-migrate",
+    default=True,
+    show_default=True,
+    envvar="LOCKGATE_MIGRATE",
+    help="Upgrade the schemas first (--no-migrate: a migration job does it).",
+)
+@click.option(
+    "--jobs/--no-jobs",
+    "start_jobs",
+    default=True,
+    show_default=True,
+    envvar="LOCKGATE_SERVE_JOBS",
+    help="Start the manifest's job workers too (--no-jobs: they run elsewhere).",
+)
+@click.option(
+    "--graceful-timeout",
+    default=30.0,
+    show_default=True,
+    type=float,
+    envvar="LOCKGATE_GRACEFUL_TIMEOUT",
+)
 @click.option(
     "--drain-delay",
     default=5.0,
     show_default=True,
     type=float,
+    envvar="LOCKGATE_DRAIN_DELAY",
     help="Seconds /readyz answers 503 before accepting stops, on SIGTERM.",
 )
 @manifest_option
@@ -302,12 +332,15 @@ def serve(
     graceful_timeout: float,
     drain_delay: float,
     service: str | None,
+    migrate: bool,
     start_jobs: bool,
     manifest: str,
 ) -> None:
     """Serve the fleet for production: several workers, graceful drain on SIGTERM;
     and the manifest's job workers. ``--service`` serves one service's app
-    alone, as each replica behind ``lockgate up``'s nginx does."""
+    alone, as each replica behind ``lockgate up``'s nginx does (and each pod
+    of a deployment): only that service's schema is upgraded, and only its
+    own client is made."""
     from ..serving import ServeOptions, check_options
     from ..serving import serve as run_server
     from ..versioning.lifecycle_file import check_services
@@ -339,8 +372,9 @@ def serve(
         os.environ["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(fleet.root), os.environ.get("PYTHONPATH")])
         )
-        upgrade_fleet(fleet)
-        _service_clients(fleet)
+        if migrate:
+            upgrade_fleet(fleet, only=None if service is None else {service})
+        _service_clients(fleet, only=None if service is None else {service})
     except ConfigurationError as error:
         _fail(error)
     click.echo(f"serving {fleet.name!r} with {server}, {workers} worker(s) on http://{bind}")
@@ -774,19 +808,59 @@ def db() -> None:
 
 
 @db.command()
+@click.option("--service", "only", multiple=True, help="Only this service (repeatable).")
 @manifest_option
-def upgrade(manifest: str) -> None:
+def upgrade(only: tuple[str, ...], manifest: str) -> None:
     """Create or upgrade every service's schema (Alembic migrations)."""
     from .database import database_url, upgrade_fleet
     from .manifest import load_manifest
 
     try:
-        done = upgrade_fleet(load_manifest(manifest))
+        fleet = load_manifest(manifest)
+        for name in only:
+            fleet.service(name)
+        done = upgrade_fleet(fleet, only=set(only) or None)
     except ConfigurationError as error:
         _fail(error)
     for service in done:
         url = database_url(service.name)
         click.echo(f"{service.name}: upgraded {url.split('@')[-1]}")
+
+
+@db.command("wait")
+@click.option("--service", required=True, help="The service whose schema to wait for.")
+@click.option("--timeout", default=600.0, show_default=True, type=float, help="Seconds.")
+@manifest_option
+def db_wait(service: str, timeout: float, manifest: str) -> None:
+    """Wait until the service's database is at the newest revision this code
+    knows (a pod's init step: the migration job upgrades, the pods wait).
+
+    Exits 1 when the timeout passes first."""
+    from .database import database_url, is_current
+    from .manifest import load_manifest
+
+    try:
+        spec = load_manifest(manifest).service(service)
+    except ConfigurationError as error:
+        _fail(error)
+    if spec.migrations is None:
+        click.echo(f"{service}: no migrations")
+        return
+    deadline = time.monotonic() + timeout
+    url = database_url(service)
+    while True:
+        try:
+            current = is_current(spec.migrations, url)
+        except Exception as error:  # the database may not be up yet
+            current, why = False, f"{type(error).__name__}: {error}"
+        else:
+            why = "not at the newest revision yet"
+        if current:
+            click.echo(f"{service}: schema is current")
+            return
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"{service}: {why} after {timeout:g} s")
+        time.sleep(2)
 
 
 @main.command()

@@ -23,6 +23,7 @@ __all__ = [
     "auth_keys_dir",
     "data_dir",
     "database_url",
+    "is_current",
     "make_engine",
     "normalize_url",
     "run_migrations",
@@ -110,10 +111,38 @@ def upgrade(migrations: Path, url: str) -> None:
     command.upgrade(config, "head")
 
 
-def upgrade_fleet(fleet: Fleet) -> list[Service]:
-    """Upgrade every service that has migrations; returns those upgraded."""
+def is_current(migrations: Path, url: str) -> bool:
+    """Whether the database at ``url`` is at every head of ``migrations``.
+
+    Read the way ``alembic current`` reads it: through the service's own
+    ``env.py``, so its revision table is the one it names.
+    """
+    from alembic.config import Config
+    from alembic.runtime.environment import EnvironmentContext
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations))
+    config.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
+    script = ScriptDirectory.from_config(config)
+    found: set[str] = set()
+
+    def read(revision: Any, context: Any) -> list[Any]:
+        found.update(context.get_current_heads())
+        return []
+
+    with EnvironmentContext(config, script, fn=read, dont_mutate=True):
+        script.run_env()
+    return found == set(script.get_heads())
+
+
+def upgrade_fleet(fleet: Fleet, only: set[str] | None = None) -> list[Service]:
+    """Upgrade every service that has migrations (or those named in ``only``);
+    returns those upgraded."""
     done = []
     for service in fleet.services:
+        if only is not None and service.name not in only:
+            continue
         if service.migrations is not None:
             upgrade(service.migrations, database_url(service.name))
             done.append(service)
