@@ -924,6 +924,13 @@ def usage(url: str, service: str | None, token: str | None) -> None:
     show_default=True,
     help="Where the fleet serves (the issuer, and the services its jobs call).",
 )
+@click.option(
+    "--migrate/--no-migrate",
+    default=True,
+    show_default=True,
+    envvar="LOCKGATE_MIGRATE",
+    help="Upgrade its services' schemas first (--no-migrate: a migration job does it).",
+)
 @manifest_option
 def worker(
     name: str | None,
@@ -932,6 +939,7 @@ def worker(
     concurrency: int | None,
     pool: str,
     url: str,
+    migrate: bool,
     manifest: str,
 ) -> None:
     """Run one job worker (Celery) for the fleet's services, until SIGTERM."""
@@ -955,7 +963,7 @@ def worker(
         os.environ["LOCKGATE_FLEET"] = str(fleet.root / os.path.basename(manifest))
         _issuer_settings(fleet, url.rstrip("/"))
         for service in services:
-            if service.migrations is not None:
+            if migrate and service.migrations is not None:
                 upgrade(service.migrations, _database_url(service.name))
         # Its own clients, by worker and replica: replicas started alone do
         # not revoke each other's (nor the web side's).
