@@ -1176,6 +1176,107 @@ def gateway_render(target: str, out: str | None, run_dir: str, manifest: str) ->
         click.echo(f"wrote {folder / name}", err=True)
 
 
+@main.group()
+def deploy() -> None:
+    """Deployment files (Compose, Kubernetes), rendered from the manifest."""
+
+
+@deploy.command("render")
+@click.option(
+    "--target",
+    type=click.Choice(["compose", "kubernetes"]),
+    required=True,
+    help="compose: compose.yaml and the gateway's nginx.conf; kubernetes: a kustomize "
+    "layout (base/, overlays/dev, overlays/prod).",
+)
+@click.option(
+    "--overlay",
+    type=click.Choice(["dev", "prod"]),
+    help="kubernetes: one overlay built, as `kubectl kustomize overlays/NAME` gives it.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Write the files into this folder (default: print them).",
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Write nothing: exit 1 if the files in --out differ from what would be rendered.",
+)
+@manifest_option
+def deploy_render(
+    target: str, overlay: str | None, out: str | None, check: bool, manifest: str
+) -> None:
+    """Render the deployment; never edit the output by hand (CI checks it)."""
+    from pathlib import Path
+
+    from .manifest import load_manifest
+
+    if overlay is not None and target != "kubernetes":
+        raise click.UsageError("--overlay is for --target kubernetes")
+    if check and out is None:
+        raise click.UsageError("--check compares with the files in --out")
+    try:
+        fleet = load_manifest(manifest)
+        name = os.path.basename(manifest)
+        if target == "compose":
+            from .deploy import render_compose
+
+            files = render_compose(fleet, manifest=name)
+        elif overlay is None:
+            from .deploy import render_kubernetes
+
+            files = render_kubernetes(fleet, manifest=name)
+        else:
+            from .deploy import build_overlay, dump
+
+            objects = build_overlay(fleet, overlay)
+            header = (
+                f"# lockgate deploy render --target kubernetes --overlay {overlay}: what "
+                f"`kubectl apply -k overlays/{overlay}` applies, from {name}.\n"
+            )
+            files = {f"{overlay}.yaml": header + dump(objects)}
+    except ConfigurationError as error:
+        _fail(error)
+    if check:
+        assert out is not None
+        folder = Path(out)
+        stale = [n for n, text in files.items() if _read(folder / n) != text]
+        expected = set(files)
+        extra = sorted(
+            str(p.relative_to(folder)) for p in folder.rglob("*.yaml")
+            if str(p.relative_to(folder)) not in expected
+        )  # fmt: skip
+        if stale or extra:
+            for n in stale:
+                click.echo(f"differs: {folder / n}", err=True)
+            for n in extra:
+                click.echo(f"not rendered any more: {folder / n}", err=True)
+            command = f"lockgate deploy render --target {target} --out {out}"
+            raise click.ClickException(f"{out} is out of date with {name}: run `{command}`")
+        click.echo(f"{out}: up to date with {name}")
+        return
+    if out is None:
+        for n, text in files.items():
+            if len(files) > 1:
+                click.echo(f"# --- {n}")
+            click.echo(text, nl=False)
+        return
+    folder = Path(out)
+    for n, text in files.items():
+        (folder / n).parent.mkdir(parents=True, exist_ok=True)
+        (folder / n).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {folder / n}", err=True)
+
+
+def _read(path: Any) -> str | None:
+    try:
+        return str(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
