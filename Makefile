@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run up test setup lint typecheck api-guard pytest bench bench-tools system-packages wrk fmt clean
+.PHONY: run up test setup lint typecheck api-guard deploy-guard pytest bench bench-tools system-packages wrk fmt clean
 
 run: setup ## set up and start the fleet at http://$(HOST):$(PORT)
 	$(BIN)/lockgate run --host $(HOST) --port $(PORT)
@@ -19,7 +19,7 @@ run: setup ## set up and start the fleet at http://$(HOST):$(PORT)
 up: setup system-packages ## nginx at http://$(HOST):$(PORT) in front of each service's replicas
 	$(BIN)/lockgate up --host $(HOST) --port $(PORT)
 
-test: setup system-packages lint typecheck api-guard pytest ## set up and run every check and test
+test: setup system-packages lint typecheck api-guard deploy-guard pytest ## set up and run every check and test
 
 setup: $(VENV)/.synced
 
@@ -51,6 +51,7 @@ wrk:
 lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/hadolint Dockerfile
 
 typecheck: setup
 	$(BIN)/mypy
@@ -59,6 +60,12 @@ typecheck: setup
 # service against its snapshot in openapi/ (lockgate openapi --out writes one).
 api-guard: setup
 	$(BIN)/lockgate diff --all
+
+# The deployment files under deploy/ are rendered from fleet.toml and never
+# edited: they must be what `lockgate deploy render` makes of it now.
+deploy-guard: setup
+	$(BIN)/lockgate deploy render --target kubernetes --out deploy/k8s --check
+	$(BIN)/lockgate deploy render --target compose --out deploy/compose --check
 
 # Two workers, one file each at a time: the server suites (serving, the fleet,
 # schemathesis) wait on subprocesses, so they overlap well with the rest.
