@@ -44,12 +44,14 @@ RUN uv sync --frozen --no-dev --all-extras --no-editable \
 FROM python:3.11.14-slim-bookworm
 
 # A fixed uid/gid, so a volume's owner and a pod's runAsUser/fsGroup can name it.
-# /data is the one directory the fleet writes (SQLite files, auth keys, job results).
+# /data is the one directory the fleet writes (SQLite files, auth keys, job results);
+# /keys, owned the same, is where a deployment mounts the auth service's signing
+# keys (LOCKGATE_AUTH_KEYS_DIR), so a fresh named volume takes that owner.
 RUN groupadd --system --gid 10001 lockgate \
     && useradd --system --no-log-init --uid 10001 --gid 10001 \
         --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin lockgate \
-    && mkdir /data \
-    && chown 10001:10001 /data
+    && mkdir /data /keys \
+    && chown 10001:10001 /data /keys
 
 # The virtualenv at the path it was built at (its scripts name /app/.venv/bin/python).
 COPY --from=builder /app/.venv /app/.venv

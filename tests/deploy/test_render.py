@@ -49,7 +49,7 @@ KEDA = {
     "TriggerAuthentication": SCHEMAS / "keda-v2" / "triggerauthentication.json",
 }
 CUSTOM_GROUPS = ("gateway.networking.k8s.io/", "gateway.envoyproxy.io/", "keda.sh/")
-SECRET_NAMES = re.compile(r"SECRET|PASSWORD|TOKEN|DATABASE_URL|REDIS_URL|BROKER_URL|_KEY$")
+SECRET_NAMES = re.compile(r"SECRET|PASSWORD|_TOKEN$|DATABASE_URL|REDIS_URL|BROKER_URL|_KEY$")
 
 
 @pytest.fixture(autouse=True)
@@ -354,15 +354,22 @@ def test_only_the_gateway_reaches_the_services_and_only_their_users_the_data() -
         sources = policies[f"{service.name}-ingress"]["spec"]["ingress"][0]["from"]
         assert any(gateway_name in s.get("podSelector", {}).get("matchLabels", {})
                    for s in sources)  # fmt: skip
-        callers = {s["podSelector"]["matchLabels"].get("lockgate.dev/service")
-                   for s in sources if "namespaceSelector" not in s}  # fmt: skip
+        callers = {
+            s["podSelector"]["matchLabels"].get("lockgate.dev/service")
+            or s["podSelector"]["matchLabels"].get("lockgate.dev/pool")
+            for s in sources if "namespaceSelector" not in s
+        }  # fmt: skip
         if service.name == "users":
-            assert callers == {"orders"}  # orders checks that a user exists
+            # orders checks that a user exists, and so does its confirmation job.
+            assert callers == {"orders", "worker"}
     deployments = by_kind(objects, "Deployment")
     for store in ("postgresql", "redis", "rabbitmq"):
         rule = policies[f"{store}-ingress"]["spec"]["ingress"][0]["from"]
-        assert rule == [{"podSelector": {"matchLabels": {
+        users = [{"podSelector": {"matchLabels": {
             "app.kubernetes.io/name": "lockgate", f"lockgate.dev/{store}": "true"}}}]  # fmt: skip
+        # KEDA's operator reads the broker's queue lengths for the worker's scaler.
+        keda = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}}]
+        assert rule == (users + keda if store == "rabbitmq" else users)
     labels = deployments["auth"]["spec"]["template"]["metadata"]["labels"]
     assert "lockgate.dev/rabbitmq" not in labels  # auth has no jobs: no way to the broker
     assert labels["lockgate.dev/postgresql"] == "true"
@@ -413,3 +420,26 @@ def test_compose_runs_every_pool_behind_the_gateway_with_health_gates() -> None:
     assert not re.search(r"PASSWORD: (?!'?\$\{)", text)
     conf = (ROOT / "deploy" / "compose" / "nginx.conf").read_text()
     assert "server users:8000 " in conf and "server users-v1:8000 " in conf
+
+
+def test_a_lone_replica_with_the_rendered_settings_makes_no_keys_and_no_client(
+    tmp_path: Path,
+) -> None:
+    """A pod of a service runs with the ConfigMap's settings: it reads auth's
+    keys over HTTP, so it never writes a key directory (a pod has none); and a
+    calling service never makes a client of its own (its siblings would
+    revoke it): without the one it is given it stops, saying how to make it."""
+    config = by_kind(build_overlay(fleet(), "prod"), "ConfigMap")["lockgate-config"]["data"]
+    env = {**os.environ, **config, "LOCKGATE_DATA_DIR": str(tmp_path / "data")}
+    env.pop("LOCKGATE_ORDERS_CLIENT_ID", None)
+    env.pop("LOCKGATE_ORDERS_CLIENT_SECRET", None)
+    env["LOCKGATE_BIND"] = "127.0.0.1:1"  # never reached: both stop before serving
+    env["LOCKGATE_MIGRATE"] = "true"
+    orders = subprocess.run(
+        [str(LOCKGATE), "serve", "--service", "orders"], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert orders.returncode == 1
+    assert "LOCKGATE_ORDERS_CLIENT_ID and LOCKGATE_ORDERS_CLIENT_SECRET" in orders.stderr
+    assert "lockgate clients create service:orders --scopes users:read" in orders.stderr
+    assert not (tmp_path / "data" / "auth-keys").exists()

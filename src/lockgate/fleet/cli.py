@@ -180,7 +180,7 @@ def _start_workers(fleet: Any, manifest: str, *, grace: float, start: bool) -> A
     return workers
 
 
-def _issuer_settings(fleet: Any, base: str) -> None:
+def _issuer_settings(fleet: Any, base: str, *, keys: bool = True) -> None:
     """Tell every service of a one-machine fleet who issues its tokens.
 
     The issuer is the fleet's own address; verifiers read the issuer's public
@@ -200,12 +200,18 @@ def _issuer_settings(fleet: Any, base: str) -> None:
 
     os.environ.setdefault("LOCKGATE_AUTH_ISSUER", base)
     directory = auth_keys_dir()
-    if not os.environ.get("LOCKGATE_AUTH_JWKS_URL"):
+    remote = bool(os.environ.get("LOCKGATE_AUTH_JWKS_URL"))
+    if not remote:
         os.environ.setdefault("LOCKGATE_AUTH_JWKS_FILE", str(directory / "jwks.json"))
-    KeyStore(directory, retain=timedelta(seconds=600 + MAX_LEEWAY)).current()
+    # Verifiers reading the keys over HTTP never touch the key directory: a
+    # pod of another service has none (and a read-only root filesystem).
+    if keys or not remote:
+        KeyStore(directory, retain=timedelta(seconds=600 + MAX_LEEWAY)).current()
 
 
-def _service_clients(fleet: Any, *, suffix: str = "", only: set[str] | None = None) -> None:
+def _service_clients(
+    fleet: Any, *, suffix: str = "", only: set[str] | None = None, lone: bool = False
+) -> None:
     """Give each service that calls others (``scopes`` in the manifest) a client
     of its own: ``LOCKGATE_<NAME>_CLIENT_ID`` and ``..._SECRET``.
 
@@ -213,10 +219,22 @@ def _service_clients(fleet: Any, *, suffix: str = "", only: set[str] | None = No
     no secret is ever written anywhere but the service's environment.
     Variables set already win: a deployment brings its own. A worker run
     alone (``suffix``) makes clients of its own name, leaving the web
-    processes' clients alone.
+    processes' clients alone. A replica of one service (``lone``) never
+    makes one: its siblings would revoke each other's, so it must be given
+    one (``lockgate clients create service:NAME``).
     """
     callers = [s for s in fleet.services if s.scopes and (only is None or s.name in only)]
     if fleet.auth is None or not callers:
+        return
+    if lone:
+        for service in callers:
+            prefix = f"LOCKGATE_{service.name.upper().replace('-', '_')}_CLIENT"
+            if not (os.environ.get(f"{prefix}_ID") and os.environ.get(f"{prefix}_SECRET")):
+                raise ConfigurationError(
+                    f"{service.name} alone needs its client: set {prefix}_ID and {prefix}_SECRET "
+                    f"(lockgate clients create service:{service.name} "
+                    f"--scopes {','.join(service.scopes)})"
+                )
         return
     from ..auth import client_registry
     from .front import load_service_app
@@ -367,14 +385,16 @@ def serve(
         fleet = load_manifest(manifest)
         check_services(s.name for s in fleet.services)
         os.environ["LOCKGATE_FLEET"] = str(fleet.root / os.path.basename(manifest))
-        _issuer_settings(fleet, f"http://{bind}")
+        _issuer_settings(fleet, f"http://{bind}", keys=service in (None, fleet.auth))
         # Workers import services from the manifest's folder.
         os.environ["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(fleet.root), os.environ.get("PYTHONPATH")])
         )
         if migrate:
             upgrade_fleet(fleet, only=None if service is None else {service})
-        _service_clients(fleet, only=None if service is None else {service})
+        _service_clients(
+            fleet, only=None if service is None else {service}, lone=service is not None
+        )
     except ConfigurationError as error:
         _fail(error)
     click.echo(f"serving {fleet.name!r} with {server}, {workers} worker(s) on http://{bind}")
@@ -961,7 +981,7 @@ def worker(
         chosen = _scopes(queues) if queues else (set(spec.queues) if spec else set())
         services = [fleet.service(s) for s in sorted(chosen)] if chosen else list(fleet.services)
         os.environ["LOCKGATE_FLEET"] = str(fleet.root / os.path.basename(manifest))
-        _issuer_settings(fleet, url.rstrip("/"))
+        _issuer_settings(fleet, url.rstrip("/"), keys=False)
         for service in services:
             if migrate and service.migrations is not None:
                 upgrade(service.migrations, _database_url(service.name))

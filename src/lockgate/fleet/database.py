@@ -112,7 +112,8 @@ def upgrade(migrations: Path, url: str) -> None:
 
 
 def is_current(migrations: Path, url: str) -> bool:
-    """Whether the database at ``url`` is at every head of ``migrations``.
+    """Whether the database at ``url`` is at every head of ``migrations``, or
+    at a revision newer than they know.
 
     Read the way ``alembic current`` reads it: through the service's own
     ``env.py``, so its revision table is the one it names.
@@ -133,6 +134,11 @@ def is_current(migrations: Path, url: str) -> bool:
 
     with EnvironmentContext(config, script, fn=read, dont_mutate=True):
         script.run_env()
+    known = {revision.revision for revision in script.walk_revisions()}
+    if found and not found <= known:
+        # Ahead of this code (a rollback of the code, not of the schema):
+        # migrations are additive first, so the older code runs on it.
+        return True
     return found == set(script.get_heads())
 
 

@@ -160,14 +160,18 @@ def _config(fleet: Fleet) -> dict[str, str]:
         "LOCKGATE_JOBS_TIME_LIMIT": str(TASK_TIME_LIMIT),
         # Behind exactly one proxy: the gateway.
         "LOCKGATE_TRUSTED_PROXIES": "1",
-        "LOCKGATE_FLEET_URL": issuer,
+        # Scraped by Prometheus (only from the monitoring namespace: the
+        # NetworkPolicies), for the autoscalers' requests-per-pod metric.
+        "LOCKGATE_METRICS_PUBLIC": "true",
     }
     if fleet.auth is not None:
+        # The public address tokens name (each overlay sets its own); the keys
+        # and the token endpoint in the cluster, where every pod reaches them.
         settings["LOCKGATE_AUTH_ISSUER"] = issuer
         settings["LOCKGATE_AUTH_JWKS_URL"] = (
             f"http://{_dns(fleet.auth)}:{port}/.well-known/jwks.json"
         )
-        settings["LOCKGATE_AUTH_KEYS_DIR"] = "/keys"
+        settings["LOCKGATE_AUTH_TOKEN_URL"] = f"http://{_dns(fleet.auth)}:{port}/oauth/token"
     for service in fleet.services:
         variable = f"LOCKGATE_SERVICE_URL_{service.name.upper().replace('-', '_')}"
         settings[variable] = f"http://{_dns(service.name)}:{port}"
@@ -247,6 +251,8 @@ def _deployment(fleet: Fleet, service: Service, pool: Pool) -> dict[str, Any]:
         *_env(fleet, service, uses),
     ]
     volumes, mounts = _volumes(service.name == fleet.auth)
+    if service.name == fleet.auth:
+        env.append({"name": "LOCKGATE_AUTH_KEYS_DIR", "value": "/keys"})
     probe = {"port": "http"}
     container: dict[str, Any] = {
         "name": "app",
@@ -330,8 +336,9 @@ def _budget(fleet: Fleet, pool: Pool) -> dict[str, Any]:
         "kind": "PodDisruptionBudget",
         "metadata": {"name": name, "labels": _labels(fleet, "service")},
         "spec": {
-            # One pod at a time, even for a pool of one: a node drain waits
-            # for the Deployment's surge pod, never empties the pool for long.
+            # One pod at a time. A pool of one can be emptied by a drain until
+            # its pod is rescheduled: give such a pool two replicas where that
+            # gap matters (minAvailable would block every drain instead).
             "maxUnavailable": 1,
             "selector": {"matchLabels": {"app.kubernetes.io/name": _dns(fleet.name),
                                          "lockgate.dev/pool": name}},
@@ -487,6 +494,11 @@ def _network_policies(fleet: Fleet) -> list[dict[str, Any]]:
                         }
                     }
                 )
+        for worker in fleet.workers:
+            # A worker runs its services' jobs, and calls what they call.
+            if any(service.name in _callees(fleet, fleet.service(q)) for q in worker.queues):
+                labels = {"app.kubernetes.io/name": app, "lockgate.dev/pool": _dns(worker.name)}
+                sources.append({"podSelector": {"matchLabels": labels}})
         if service.name == fleet.auth:
             # Every pod verifies tokens against auth's keys (jwks.json).
             sources.append({"podSelector": {"matchLabels": {"app.kubernetes.io/name": app}}})
@@ -517,8 +529,14 @@ def _network_policies(fleet: Fleet) -> list[dict[str, Any]]:
                 "podSelector": {"matchLabels": {"app.kubernetes.io/name": store}},
                 "policyTypes": ["Ingress"],
                 "ingress": [{
-                    "from": [{"podSelector": {"matchLabels": {
-                        "app.kubernetes.io/name": app, f"lockgate.dev/{store}": "true"}}}],
+                    "from": [
+                        {"podSelector": {"matchLabels": {
+                            "app.kubernetes.io/name": app, f"lockgate.dev/{store}": "true"}}},
+                        # KEDA's operator reads the queues' length.
+                        *([{"namespaceSelector": {"matchLabels": {
+                            "kubernetes.io/metadata.name": "keda"}}}]
+                          if store == "rabbitmq" and fleet.workers else []),
+                    ],
                     "ports": [{"protocol": "TCP", "port": store_port}],
                 }],
             },
@@ -578,16 +596,19 @@ class Overlay:
     keda: bool = False
     #: Per-container resources replacing the base's, by container name.
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The public address the tokens name (the issuer): replace it with yours.
+    issuer: str = ""
 
 
 OVERLAYS = {
     "dev": Overlay(
         "dev", "lockgate-dev", "dev", replicas=1, max_replicas=2,
+        issuer="http://lockgate-dev.localhost",
         resources={"app": {"requests": {"cpu": "50m", "memory": "128Mi"},
                            "limits": {"cpu": "1", "memory": "512Mi"}}},
     ),
     "prod": Overlay(
-        "prod", "lockgate", "0.1.0", keda=True,
+        "prod", "lockgate", "0.1.0", keda=True, issuer="https://api.example.com",
         resources={"app": {"requests": {"cpu": "500m", "memory": "384Mi"},
                            "limits": {"cpu": "2", "memory": "768Mi"}}},
     ),
@@ -633,6 +654,29 @@ def _keda(fleet: Fleet) -> list[dict[str, Any]]:
 def _patches(fleet: Fleet, overlay: Overlay) -> list[dict[str, Any]]:
     """JSON 6902 patches (kustomize ``patches:`` with a target)."""
     found: list[dict[str, Any]] = []
+    if overlay.issuer and fleet.auth is not None:
+        found.append({
+            "target": {"kind": "ConfigMap", "name": "lockgate-config"},
+            "patch": [{"op": "replace", "path": "/data/LOCKGATE_AUTH_ISSUER",
+                       "value": overlay.issuer}],
+        })  # fmt: skip
+        # Envoy's proxies run in their own namespace: auth by its full name.
+        port = fleet.gateway.service_port
+        jwks = (
+            f"http://{_dns(fleet.auth)}.{overlay.namespace}.svc.cluster.local:{port}"
+            "/.well-known/jwks.json"
+        )
+        for service in fleet.services:
+            if service.paths:
+                found.append({
+                    "target": {"kind": "SecurityPolicy", "name": f"{service.name}-jwt"},
+                    "patch": [
+                        {"op": "replace", "path": "/spec/jwt/providers/0/issuer",
+                         "value": overlay.issuer},
+                        {"op": "replace", "path": "/spec/jwt/providers/0/remoteJWKS/uri",
+                         "value": jwks},
+                    ],
+                })  # fmt: skip
     for pool in pools(fleet):
         name = pool_name(pool)
         if overlay.max_replicas is not None:
@@ -790,7 +834,7 @@ def render_compose(fleet: Fleet, *, manifest: str = "fleet.toml") -> dict[str, s
     gateway = dataclasses.replace(fleet.gateway, listen=public)
     nginx = render_nginx(
         dataclasses.replace(fleet, gateway=gateway),
-        run_dir="/tmp/lockgate",
+        run_dir="/tmp",
         addresses=addresses,
         access_log="/dev/stdout",
         error_log="/dev/stderr",
@@ -814,13 +858,18 @@ def render_compose(fleet: Fleet, *, manifest: str = "fleet.toml") -> dict[str, s
         "LOCKGATE_TRUSTED_PROXIES": "1",
         "LOCKGATE_DRAIN_DELAY": str(DRAIN_DELAY),
         "LOCKGATE_GRACEFUL_TIMEOUT": str(GRACEFUL_TIMEOUT),
-        "LOCKGATE_FLEET_URL": "http://gateway:" + public,
     }
     if fleet.auth is not None:
         common_env["LOCKGATE_AUTH_ISSUER"] = issuer
-        common_env["LOCKGATE_AUTH_JWKS_URL"] = (
-            f"http://{pool_name(Pool(fleet.auth, None, 1))}:{port}/.well-known/jwks.json"
-        )
+        auth_host = f"http://{pool_name(Pool(fleet.auth, None, 1))}:{port}"
+        common_env["LOCKGATE_AUTH_JWKS_URL"] = f"{auth_host}/.well-known/jwks.json"
+        common_env["LOCKGATE_AUTH_TOKEN_URL"] = f"{auth_host}/oauth/token"
+    for service in fleet.services:
+        variable = f"LOCKGATE_SERVICE_URL_{service.name.upper().replace('-', '_')}"
+        common_env[variable] = f"http://{pool_name(Pool(service.name, None, 1))}:{port}"
+    # A replica alone never makes its own client (its siblings would revoke
+    # it): the client made once (README) is passed in; empty until then.
+    client = "${{{name}:-}}"
     hardening: dict[str, Any] = {
         "user": f"{UID}:{UID}",
         "read_only": True,
@@ -852,8 +901,8 @@ def render_compose(fleet: Fleet, *, manifest: str = "fleet.toml") -> dict[str, s
         environment = {**common_env, "LOCKGATE_BIND": f"0.0.0.0:{port}"}
         if service.scopes:
             prefix = f"LOCKGATE_{service.name.upper().replace('-', '_')}_CLIENT"
-            environment[f"{prefix}_ID"] = secret.format(name=f"{prefix}_ID")
-            environment[f"{prefix}_SECRET"] = secret.format(name=f"{prefix}_SECRET")
+            environment[f"{prefix}_ID"] = client.format(name=f"{prefix}_ID")
+            environment[f"{prefix}_SECRET"] = client.format(name=f"{prefix}_SECRET")
         entry: dict[str, Any] = {
             "image": image,
             "command": ["--service", service.name],
@@ -878,8 +927,8 @@ def render_compose(fleet: Fleet, *, manifest: str = "fleet.toml") -> dict[str, s
             called = fleet.service(queue)
             if called.scopes:
                 prefix = f"LOCKGATE_{called.name.upper().replace('-', '_')}_CLIENT"
-                environment[f"{prefix}_ID"] = secret.format(name=f"{prefix}_ID")
-                environment[f"{prefix}_SECRET"] = secret.format(name=f"{prefix}_SECRET")
+                environment[f"{prefix}_ID"] = client.format(name=f"{prefix}_ID")
+                environment[f"{prefix}_SECRET"] = client.format(name=f"{prefix}_SECRET")
         services[_dns(worker.name)] = {
             "image": image,
             "entrypoint": ["lockgate", "worker", "--name", worker.name,
