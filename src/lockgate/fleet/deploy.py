@@ -596,7 +596,8 @@ class Overlay:
     keda: bool = False
     #: Per-container resources replacing the base's, by container name.
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: The public address the tokens name (the issuer): replace it with yours.
+    #: The public address the tokens name (the issuer); prod takes
+    #: ``[gateway] issuer`` from fleet.toml when it is set.
     issuer: str = ""
 
 
@@ -654,11 +655,13 @@ def _keda(fleet: Fleet) -> list[dict[str, Any]]:
 def _patches(fleet: Fleet, overlay: Overlay) -> list[dict[str, Any]]:
     """JSON 6902 patches (kustomize ``patches:`` with a target)."""
     found: list[dict[str, Any]] = []
-    if overlay.issuer and fleet.auth is not None:
+    # prod: fleet.toml's [gateway] issuer when set (the real public address).
+    issuer = (fleet.gateway.issuer if overlay.name == "prod" else "") or overlay.issuer
+    if issuer and fleet.auth is not None:
         found.append({
             "target": {"kind": "ConfigMap", "name": "lockgate-config"},
             "patch": [{"op": "replace", "path": "/data/LOCKGATE_AUTH_ISSUER",
-                       "value": overlay.issuer}],
+                       "value": issuer}],
         })  # fmt: skip
         # Envoy's proxies run in their own namespace: auth by its full name.
         port = fleet.gateway.service_port
@@ -672,7 +675,7 @@ def _patches(fleet: Fleet, overlay: Overlay) -> list[dict[str, Any]]:
                     "target": {"kind": "SecurityPolicy", "name": f"{service.name}-jwt"},
                     "patch": [
                         {"op": "replace", "path": "/spec/jwt/providers/0/issuer",
-                         "value": overlay.issuer},
+                         "value": issuer},
                         {"op": "replace", "path": "/spec/jwt/providers/0/remoteJWKS/uri",
                          "value": jwks},
                     ],
