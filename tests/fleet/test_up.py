@@ -12,6 +12,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -42,8 +43,15 @@ def free_range(count: int) -> int:
 
 
 class Up:
-    def __init__(self, process: subprocess.Popen[str], base: str, log: Path, first: int) -> None:
+    """A running ``lockgate up``: its process, address, output, first replica port
+    and environment (its data directory: where ``lockgate rollout`` finds it)."""
+
+    def __init__(
+        self, process: subprocess.Popen[str], base: str, log: Path, first: int,
+        env: dict[str, str],
+    ) -> None:  # fmt: skip
         self.process, self.base, self.log, self.first = process, base, log, first
+        self.env = env
 
     def replica_pid(self, port: int) -> int:
         """The `lockgate serve` master serving on ``port``."""
@@ -59,9 +67,11 @@ class Up:
         raise AssertionError(f"no replica on {port}")
 
 
-@pytest.fixture(scope="module")
-def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
-    tmp = tmp_path_factory.mktemp("up")
+@contextmanager
+def running_up(tmp: Path, *options: str, env: dict[str, str] | None = None) -> Iterator[Up]:
+    """``lockgate up OPTIONS`` in ``tmp`` (and ``env``): its own data directory,
+    public port and replica ports, and an edge limit the load tests stay
+    under; SIGTERM after."""
     first = free_range(8)
     text = (
         (ROOT / "fleet.toml")
@@ -75,21 +85,26 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     manifest = tmp / "fleet.toml"
     manifest.write_text(text)
     port = free_port()
-    env = {**os.environ, "LOCKGATE_DATA_DIR": str(tmp / "data"), "LOCKGATE_FLEET": str(manifest)}
+    env = {
+        **os.environ,
+        "LOCKGATE_DATA_DIR": str(tmp / "data"),
+        "LOCKGATE_FLEET": str(manifest),
+        **(env or {}),
+    }
     log = tmp / "up.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [str(LOCKGATE), "up", "--port", str(port)], cwd=ROOT, env=env,
+            [str(LOCKGATE), "up", "--port", str(port), *options], cwd=ROOT, env=env,
             stdout=out, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
-    while "Press Ctrl-C to stop." not in log.read_text():
-        assert process.poll() is None, log.read_text()[-5000:]
-        assert time.monotonic() < deadline, log.read_text()[-5000:]
-        time.sleep(0.2)
     try:
-        yield Up(process, base, log, first)
+        while "Press Ctrl-C to stop." not in log.read_text():
+            assert process.poll() is None, log.read_text()[-5000:]
+            assert time.monotonic() < deadline, log.read_text()[-5000:]
+            time.sleep(0.2)
+        yield Up(process, base, log, first, env)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -97,6 +112,12 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
                 process.wait(60)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    with running_up(tmp_path_factory.mktemp("up")) as running:
+        yield running
 
 
 def test_up_serves_the_fleet_through_nginx(up: Up) -> None:

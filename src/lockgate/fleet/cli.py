@@ -1340,7 +1340,9 @@ def up(host: str, port: int, start_jobs: bool, manifest: str) -> None:
 
             _development_client(load_service_app(fleet.service(fleet.auth).app), base)
         topology.workers = _start_workers(fleet, manifest, grace=30.0, start=start_jobs)
-        click.echo(f"lockgate up: {base} (nginx) -> {len(topology.replicas)} replicas")
+        control = topology.serve_control()
+        click.echo(f"lockgate up: {base} (nginx) -> {topology.replica_count} replicas")
+        click.echo(f"  rollouts: lockgate rollout SERVICE (control socket {control})")
         click.echo("Press Ctrl-C to stop.", err=True)
         while True:
             time.sleep(1)
@@ -1348,6 +1350,9 @@ def up(host: str, port: int, start_jobs: bool, manifest: str) -> None:
                 raise click.ClickException("nginx exited")
     except KeyboardInterrupt:
         pass
+    except click.ClickException:
+        topology.stop()
+        raise
     except ConfigurationError as error:
         topology.stop()
         _fail(error)
@@ -1356,3 +1361,40 @@ def up(host: str, port: int, start_jobs: bool, manifest: str) -> None:
         raise click.ClickException(str(error)) from None
     topology.stop()
     click.echo("stopped", err=True)
+
+
+@main.command()
+@click.argument("service")
+@click.option(
+    "--drain/--no-drain",
+    default=True,
+    show_default=True,
+    help="--no-drain is a drill, never for use: each old replica is killed (SIGKILL) while "
+    "nginx still routes to it, so a load test can show that it detects the failures.",
+)
+def rollout(service: str, drain: bool) -> None:
+    """Replace each replica of SERVICE in the running `lockgate up`, one at a
+    time, as a Deployment with maxUnavailable 0 does: the new one ready and
+    in nginx's upstream before the old one leaves it and drains."""
+    from .up import ask_up, control_socket, describe
+
+    path = control_socket()
+    try:
+        answers = ask_up({"rollout": service, "drain": drain}, path)
+    except FileNotFoundError:
+        raise click.ClickException(
+            f"no lockgate up is running here (no control socket at {path})"
+        ) from None
+    except ConnectionRefusedError:
+        raise click.ClickException(
+            f"no lockgate up is running here (nothing answers on the stale socket {path})"
+        ) from None
+    for message in answers:
+        if "ok" not in message:
+            click.echo(describe(message))
+        elif message["ok"]:
+            click.echo(f"rolled out {service}: {message['replaced']} replicas replaced")
+            return
+        else:
+            raise click.ClickException(str(message.get("error")))
+    raise click.ClickException("lockgate up closed the connection before the rollout ended")
