@@ -11,8 +11,9 @@ plain SIGHUP with no change does the same. Those requests have no line in
 nginx's access log (every request nginx read has one, with the id the client
 sent), so the test tells them apart, counts them and bounds them; and the
 same for a 502 that a replica *in service* caused (nginx reused a kept-alive
-connection the replica was closing: gunicorn keeps an idle one 2 s, nginx
-60 s), which happens without any rollout too. Orders' own call to users goes
+connection the replica was closing: gunicorn keeps an idle one 2 s; the
+upstreams' keepalive_timeout 1s now keeps nginx below that), which could
+happen without any rollout too. Orders' own call to users goes
 through the gateway and meets the first race as well (lockgate.client does
 not retry a GET whose kept-alive connection was closed under it), so the
 load's orders writes are cancels, not new orders (the drill's are new
