@@ -307,6 +307,12 @@ DEV_CLIENT = "dev"
 )
 @click.option("--bind", default="127.0.0.1:8080", show_default=True, envvar="LOCKGATE_BIND")
 @click.option(
+    "--uds",
+    envvar="LOCKGATE_UDS",
+    metavar="PATH",
+    help="Listen on this Unix socket as well (gunicorn only).",
+)
+@click.option(
     "--service",
     envvar="LOCKGATE_SERVICE",
     help="Serve this one service alone (a replica behind a gateway).",
@@ -347,6 +353,7 @@ def serve(
     threads: int | None,
     server: str,
     bind: str,
+    uds: str | None,
     graceful_timeout: float,
     drain_delay: float,
     service: str | None,
@@ -377,6 +384,7 @@ def serve(
         workers=workers,
         threads=threads,
         bind=bind,
+        uds=uds,
         graceful_timeout=graceful_timeout,
         drain_delay=drain_delay,
     )
@@ -397,7 +405,8 @@ def serve(
         )
     except ConfigurationError as error:
         _fail(error)
-    click.echo(f"serving {fleet.name!r} with {server}, {workers} worker(s) on http://{bind}")
+    also = f" and unix:{uds}" if uds else ""
+    click.echo(f"serving {fleet.name!r} with {server}, {workers} worker(s) on http://{bind}{also}")
     owner = os.getpid()
     jobs_workers = _start_workers(fleet, manifest, grace=graceful_timeout, start=start_jobs)
     try:

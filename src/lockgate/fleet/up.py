@@ -15,22 +15,26 @@ stops everything in order: the replicas drain first (``/readyz`` answers 503
 while nginx still sends them what is in flight), then nginx stops gracefully,
 then the job workers.
 
+Each replica also listens on a Unix socket of its own, and nginx's
+upstream names none of them: it names *slots*, one symlink per replica
+(``<pool>.<n>``) to the socket of the replica serving there now. nginx
+follows the link at each connect(), so pointing a slot at another replica
+(a rename, atomic) changes the upstream without a reload: the slot is to
+the replica what a Service's address is to its pods. That matters because
+a reload cannot be clean (nginx 1.22 has no upstream API): its old workers
+close the idle kept-alive client connections they hold, and a request a
+client sent on one at that instant is never read, a reset.
+
 ``lockgate rollout SERVICE`` replaces a service's replicas while it runs, as
 a Deployment with ``maxUnavailable: 0`` does: it asks over the control
 socket (``up/control.sock``, one JSON line in, JSON lines of progress out)
 and :meth:`Topology.rollout` does the work, one replica at a time: start the
-new one, wait for its ``/readyz``, add it to nginx's upstream and reload,
-take the old one out and reload, and only then SIGTERM it. Each reload is
-waited for until nginx's workers of before it have all exited (they finish
-what they have in flight first), so no worker that still knows the old
-replica is left when it stops; it drains while the next one starts, and the
-rollout ends when all have exited.
-
-One thing a reload cannot avoid (nginx 1.22 has no upstream API): its old
-workers close the idle kept-alive client connections they hold, and a
-request a client sent on one at that instant is never read (a reset). HTTP
-clients retry idempotent requests then (RFC 9112, 9.3.1); the rollout
-sends no request to a stopping replica either way.
+new one, wait for its ``/readyz`` on its socket, point the slot at it (the
+old one is out of the upstream in the same step: nginx connects to it no
+more), and only then SIGTERM the old one. It drains what nginx still has on
+the connections it kept alive to it (gunicorn answers those with
+``Connection: close`` once stopping, and nginx drops an idle one after 1 s)
+while the next one starts; the rollout ends when all have exited.
 """
 
 from __future__ import annotations
@@ -39,10 +43,12 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -52,6 +58,7 @@ from typing import Any
 import httpx
 
 from ..config import data_dir
+from ..serving.options import MAX_UDS_PATH
 from .gateway import local_addresses, pools, render_nginx
 from .manifest import Fleet
 
@@ -103,8 +110,8 @@ def describe(event: Message) -> str:
     texts = {
         "starting": f"starting a replica on {address} (replaces {event.get('replaces')})",
         "ready": f"{address} is ready (pid {event.get('pid')})",
-        "added": f"{address} added to nginx's upstream (reloaded)",
-        "removed": f"{address} removed from nginx's upstream (reloaded)",
+        "added": f"{address} added to nginx's upstream (slot {event.get('slot')}, no reload)",
+        "removed": f"{address} removed from nginx's upstream (slot {event.get('slot')})",
         "draining": f"{address} draining (SIGTERM to pid {event.get('pid')})",
         "stopped": f"{address} stopped (exit {event.get('returncode')})",
         "killed": f"{address} killed with SIGKILL while still in the upstream (drill)",
@@ -125,34 +132,30 @@ def _nginx() -> str:
     return found
 
 
-def _children(pid: int) -> set[int]:
-    """The processes whose parent is ``pid`` (for nginx's master: its workers)."""
-    with contextlib.suppress(OSError):
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-        return {int(child) for child in text.split()}
-    found = set()  # a kernel without CONFIG_PROC_CHILDREN: every process's parent
-    for entry in Path("/proc").iterdir():
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            if (
-                entry.name.isdigit()
-                and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid
-            ):
-                found.add(int(entry.name))
-    return found
-
-
-def _wait_ready(address: str, process: subprocess.Popen[bytes], timeout: float) -> None:
-    """Until ``address``/readyz answers 200; :class:`RolloutError` if it exits or never does."""
+def _wait_ready(uds: Path, process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Until ``/readyz`` answers 200 on the replica's socket (where nginx will
+    reach it); :class:`RolloutError` if it exits or never does."""
     deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise RolloutError(f"the replica on {address} exited ({process.returncode})")
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"http://{address}/readyz", timeout=1).status_code == 200:
-                return
-        if time.monotonic() > deadline:
-            raise RolloutError(f"the replica on {address} was not ready within {timeout:.0f} s")
-        time.sleep(0.1)
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(uds)), timeout=1) as http:
+        while True:
+            if process.poll() is not None:
+                raise RolloutError(f"the replica on {uds} exited ({process.returncode})")
+            with contextlib.suppress(httpx.TransportError):
+                if http.get("http://replica/readyz").status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise RolloutError(f"the replica on {uds} was not ready within {timeout:.0f} s")
+            time.sleep(0.1)
+
+
+def _point(slot: Path, target: Path) -> None:
+    """Make ``slot`` lead to ``target`` in one step (a rename): each
+    connect() through it reaches one replica or the other, never neither."""
+    staged = slot.with_name(f".{slot.name}.next")
+    with contextlib.suppress(FileNotFoundError):
+        staged.unlink()
+    staged.symlink_to(target.name)  # beside it
+    os.replace(staged, slot)
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
@@ -172,7 +175,9 @@ class Topology:
         self.base = f"http://{host}:{port}"
         self.folder = data_dir() / "up"
         self.folder.mkdir(parents=True, exist_ok=True)
-        #: Each pool's replicas in nginx's upstream: (address, process).
+        self.sockets = self._socket_folder()
+        #: Each pool's replicas, by slot: (address, process); the n-th serves
+        #: behind ``<pool>.<n>`` in :attr:`sockets`.
         self.replicas: dict[str, list[tuple[str, subprocess.Popen[bytes]]]] = {}
         self.nginx: subprocess.Popen[bytes] | None = None
         self.workers: Any = None
@@ -191,10 +196,32 @@ class Topology:
     def replica_count(self) -> int:
         return sum(len(replicas) for replicas in self.replicas.values())
 
+    def _socket_folder(self) -> Path:
+        """Where the slots and the replicas' sockets are: ``up/s``, or a
+        private folder in the temporary directory when a path there would
+        not fit a Unix socket's 107 bytes."""
+        names = [f"/{pool.name}.{pool.replicas}" for pool in pools(self.fleet)]
+        longest = max(len(name) for name in [*names, "/65535.sock"])
+        folder = self.folder / "s"
+        if len(os.fsencode(folder)) + longest > MAX_UDS_PATH:
+            return Path(tempfile.mkdtemp(prefix="lockgate-up-"))
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(folder)  # a killed lockgate up's: nothing listens there
+        folder.mkdir(mode=0o700)
+        return folder
+
+    def _slot(self, pool: str, index: int) -> Path:
+        return self.sockets / f"{pool}.{index}"
+
+    def _socket(self, address: str) -> Path:
+        """The Unix socket of the replica on ``address`` (its port names it)."""
+        return self.sockets / f"{address.rsplit(':', 1)[1]}.sock"
+
     def _spawn(self, service: str, address: str) -> subprocess.Popen[bytes]:
         command = [
             sys.executable, "-m", "lockgate.fleet", "serve", "--service", service,
-            "--bind", address, "--workers", "1", "--no-jobs",
+            "--server", "gunicorn", "--bind", address, "--uds", str(self._socket(address)),
+            "--workers", "1", "--no-jobs",
             "--drain-delay", str(self.drain_delay),
             "--graceful-timeout", str(self.graceful_timeout),
             "--manifest", str(self.manifest),
@@ -215,18 +242,20 @@ class Topology:
             ]
         deadline = time.monotonic() + 90
         for name, replicas in self.replicas.items():
-            for address, process in replicas:
+            for index, (address, process) in enumerate(replicas):
+                uds = self._socket(address)
                 try:
-                    _wait_ready(address, process, max(0.0, deadline - time.monotonic()))
+                    _wait_ready(uds, process, max(0.0, deadline - time.monotonic()))
                 except RolloutError as error:
                     raise RuntimeError(f"replica {name}@{address}: {error}") from None
+                _point(self._slot(name, index), uds)
 
     def _addresses(self) -> dict[str, list[str]]:
         with self._state:
             return {name: [a for a, _ in replicas] for name, replicas in self.replicas.items()}
 
     def _write_config(self) -> Path:
-        """Render nginx.conf for the current replicas; write it only if ``nginx -t`` takes it."""
+        """Render nginx.conf, its upstreams the slots; write it only if ``nginx -t`` takes it."""
         run = self.folder / "nginx"
         run.mkdir(parents=True, exist_ok=True)
         gateway = dataclasses.replace(self.fleet.gateway, listen=f"{self.host}:{self.port}")
@@ -234,7 +263,10 @@ class Topology:
         user = "root" if os.geteuid() == 0 else None
         text = render_nginx(
             fleet, run_dir=str(run), user=user, manifest=str(self.manifest),
-            addresses=self._addresses() or None,
+            addresses={
+                name: [f"unix:{self._slot(name, n)}" for n in range(len(replicas))]
+                for name, replicas in self.replicas.items()
+            } or None,
         )  # fmt: skip
         conf, candidate = self.folder / "nginx.conf", self.folder / "nginx.conf.next"
         candidate.write_text(text)
@@ -264,32 +296,6 @@ class Topology:
                 )
             time.sleep(0.1)
 
-    def _reload(self, timeout: float = 30.0) -> None:
-        """Reload nginx gracefully and wait until every worker of before has
-        exited: they finish what they have in flight first, and until then
-        they still route to the upstream they knew."""
-        nginx = self.nginx
-        if nginx is None or nginx.poll() is not None:
-            raise RolloutError("nginx is not running")
-        with self._state:
-            if self._stopping:
-                raise RolloutError("lockgate up is stopping")
-            before = _children(nginx.pid)
-            nginx.send_signal(signal.SIGHUP)  # graceful: new workers, the old ones finish
-        deadline = time.monotonic() + timeout
-        while True:
-            now = _children(nginx.pid)
-            if now and not now & before:
-                return
-            if nginx.poll() is not None:
-                raise RolloutError("nginx exited during a reload")
-            if time.monotonic() > deadline:
-                raise RolloutError(
-                    f"nginx's workers of before the reload had not exited after {timeout:.0f} s "
-                    f"(still there: {sorted(now & before)}); see {self.folder}/nginx/error.log"
-                )
-            time.sleep(0.05)
-
     def _free_address(self) -> str:
         taken = {self.port} | {
             int(address.rsplit(":", 1)[1])
@@ -312,12 +318,13 @@ class Topology:
 
         :param drain: ``False`` is a drill, never for use: each old replica is
             killed with SIGKILL while nginx still routes to it (a pod killed
-            before its endpoint is removed), and only then taken out of the
-            upstream. It exists so a load test can show it detects failures.
+            before its endpoint is removed), and only taken out of the
+            upstream a second later. It exists so a load test can show it
+            detects failures.
         :param report: called with each progress message (``{"event": ...}``).
-        :raises RolloutError: an unknown service, another rollout under way, a
-            new replica that never got ready (it is killed, the old one stays),
-            or an nginx reload that failed.
+        :raises RolloutError: an unknown service, another rollout under way,
+            or a new replica that never got ready (it is killed, the old one
+            stays).
         """
         names = [pool.name for pool in pools(self.fleet) if pool.service == service]
         if not names:
@@ -333,8 +340,8 @@ class Topology:
             self._rollout_of = service
             replaced = 0
             for name in names:
-                for old in list(self.replicas[name]):
-                    stopping = self._replace(name, service, old, drain, report)
+                for index, old in enumerate(list(self.replicas[name])):
+                    stopping = self._replace(name, index, service, old, drain, report)
                     if stopping is not None:
                         draining.append((name, old[0], stopping, time.monotonic()))
                     replaced += 1
@@ -354,47 +361,36 @@ class Topology:
     def _replace(
         self,
         pool: str,
+        index: int,
         service: str,
         old: tuple[str, subprocess.Popen[bytes]],
         drain: bool,
         report: Callable[[Message], None],
     ) -> subprocess.Popen[bytes] | None:
-        """Replace ``old`` by a new replica; the old process, told to drain
-        (or ``None``: the drill killed it)."""
+        """Replace ``old``, the replica in slot ``index``, by a new one; the
+        old process, told to drain (or ``None``: the drill killed it)."""
         old_address, old_process = old
         address = self._free_address()
         report({"event": "starting", "pool": pool, "address": address, "replaces": old_address})
         new = self._spawn(service, address)
         try:
-            _wait_ready(address, new, 60)
+            _wait_ready(self._socket(address), new, 60)
         except RolloutError:
             _kill(new)
             if self._stopping:  # stop() told it to stop, as every replica
                 raise RolloutError("lockgate up is stopping") from None
             raise
         report({"event": "ready", "pool": pool, "address": address, "pid": new.pid})
-        with self._state:
-            self.replicas[pool].append((address, new))
-        try:
-            self._write_config()
-        except RuntimeError as error:  # nginx still runs the config of before
-            with self._state:
-                self.replicas[pool].remove((address, new))
-            _kill(new)
-            raise RolloutError(str(error)) from None
-        self._reload()
-        report({"event": "added", "pool": pool, "address": address})
         if not drain:
             _kill(old_process)
             report({"event": "killed", "pool": pool, "address": old_address})
+            time.sleep(1.0)  # the endpoint's removal lags the kill
+        slot = self._slot(pool, index)
         with self._state:
-            self.replicas[pool].remove(old)
-        try:
-            self._write_config()
-        except RuntimeError as error:
-            raise RolloutError(str(error)) from None
-        self._reload()
-        report({"event": "removed", "pool": pool, "address": old_address})
+            _point(slot, self._socket(address))
+            self.replicas[pool][index] = (address, new)
+        report({"event": "added", "pool": pool, "address": address, "slot": slot.name})
+        report({"event": "removed", "pool": pool, "address": old_address, "slot": slot.name})
         if not drain:
             return None
         report({"event": "draining", "pool": pool, "address": old_address,
@@ -494,3 +490,4 @@ class Topology:
                     os.killpg(process.pid, signal.SIGKILL)
         if self.workers is not None:
             self.workers.stop()
+        shutil.rmtree(self.sockets, ignore_errors=True)

@@ -52,7 +52,7 @@ def serve_gunicorn(options: ServeOptions, run_dir: Path) -> int:
     class Application(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             settings = {
-                "bind": options.bind,
+                "bind": [options.bind] + ([f"unix:{options.uds}"] if options.uds else []),
                 "workers": options.workers,
                 "threads": options.thread_count,
                 "worker_class": "gthread",

@@ -8,12 +8,14 @@ from dataclasses import dataclass
 
 from ..errors import ConfigurationError
 
-__all__ = ["DEFAULT_THREADS", "SERVERS", "ServeOptions", "check_options"]
+__all__ = ["DEFAULT_THREADS", "MAX_UDS_PATH", "SERVERS", "ServeOptions", "check_options"]
 
 #: The servers ``lockgate serve --server`` runs.
 SERVERS = ("gunicorn", "granian", "uwsgi")
 #: Threads per worker when ``--threads`` is not given (see :class:`ServeOptions`).
 DEFAULT_THREADS = {"gunicorn": 8, "granian": 2, "uwsgi": 4}
+#: The longest Unix socket path Linux takes (``sun_path`` is 108 bytes, NUL included).
+MAX_UDS_PATH = 107
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,9 @@ class ServeOptions:
         wait on the database or Redis overlap without the GIL contention that
         granian showed past 2.
     :param bind: ``host:port``.
+    :param uds: a Unix socket path to listen on as well (gunicorn only):
+        ``lockgate up``'s nginx reaches each replica through one, so a
+        rollout can swap the replica behind a path without reloading nginx.
     :param graceful_timeout: seconds in-flight requests get once accepting stops.
     :param drain_delay: seconds between SIGTERM and accepting stopping, with
         ``/readyz`` already 503.
@@ -46,6 +51,7 @@ class ServeOptions:
     workers: int = 1
     threads: int | None = None
     bind: str = "127.0.0.1:8080"
+    uds: str | None = None
     graceful_timeout: float = 30.0
     drain_delay: float = 5.0
 
@@ -58,7 +64,8 @@ class ServeOptions:
 def check_options(options: ServeOptions, environ: Mapping[str, str] | None = None) -> None:
     """Refuse settings that cannot work.
 
-    :raises ConfigurationError: an unknown server, a bad bind, or several
+    :raises ConfigurationError: an unknown server, a bad bind, a Unix socket
+        for another server than gunicorn or too long a path, or several
         workers without ``REDIS_URL``.
     """
     env = os.environ if environ is None else environ
@@ -69,6 +76,14 @@ def check_options(options: ServeOptions, environ: Mapping[str, str] | None = Non
     host, _, port = options.bind.rpartition(":")
     if not host or not port.isdigit():
         raise ConfigurationError(f"--bind {options.bind!r} is not host:port")
+    if options.uds is not None:
+        if options.server != "gunicorn":
+            raise ConfigurationError("--uds needs --server gunicorn")
+        if len(os.fsencode(options.uds)) > MAX_UDS_PATH:
+            raise ConfigurationError(
+                f"--uds {options.uds!r} is longer than the {MAX_UDS_PATH} bytes a "
+                "Unix socket path can have"
+            )
     if options.workers > 1 and not env.get("REDIS_URL"):
         raise ConfigurationError(
             f"--workers {options.workers} needs REDIS_URL: without Redis every worker "
