@@ -5,7 +5,13 @@ Every count is taken at the target (in Redis), never from the client itself.
 
 from __future__ import annotations
 
+import re
+import socket
+import struct
+import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -128,3 +134,89 @@ def test_the_retry_budget_caps_retries_in_a_full_outage(
     assert time.monotonic() - started < 10  # one budget window
     reached = calls(store, name)
     assert 200 < reached <= 200 + 200 * BUDGET_RATIO + BUDGET_FLOOR
+
+
+class ClosingServer:
+    """An HTTP/1.1 server on a loopback port that answers the first request
+    of each connection, keep-alive, and closes the connection when the next
+    one arrives, unanswered: a server closing a kept-alive connection just as
+    a request goes out on it (``reset``: with an RST instead of a FIN)."""
+
+    def __init__(self, *, reset: bool) -> None:
+        self.reset = reset
+        self.requests: list[bytes] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.base = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _read_request(self, stream: Any) -> bytes | None:
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            line = stream.readline()
+            if not line:
+                return None
+            head += line
+        length = re.search(rb"(?i)content-length: *(\d+)", head)
+        return head + (stream.read(int(length[1])) if length else b"")
+
+    def _answer(self, connection: socket.socket) -> None:
+        with connection, connection.makefile("rb") as stream:
+            first = self._read_request(stream)
+            if first is None:
+                return
+            self.requests.append(first)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            second = self._read_request(stream)
+            if second is None:
+                return
+            self.requests.append(second)
+            if self.reset:
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture(params=["closed", "reset"])
+def closing(request: pytest.FixtureRequest) -> Iterator[ClosingServer]:
+    server = ClosingServer(reset=request.param == "reset")
+    yield server
+    server.close()
+
+
+def test_a_get_on_a_kept_alive_connection_closed_under_it_is_sent_again(
+    closing: ClosingServer, store: redis.Redis, name: str
+) -> None:
+    users = client(name, closing.base, store)
+    assert users.get("/first").status_code == 200
+    # Sent on the kept-alive connection, which the server closes unanswered:
+    # sent again on a new one (RFC 9112 9.3.1), never a 503 for the caller.
+    response = users.get("/second")
+    assert response.status_code == 200, response.text
+    assert [r.split(b" ")[1] for r in closing.requests] == [b"/first", b"/second", b"/second"]
+
+
+def test_a_post_without_a_key_on_a_closed_connection_is_not_sent_again(
+    closing: ClosingServer, store: redis.Redis, name: str
+) -> None:
+    users = client(name, closing.base, store)
+    assert users.get("/first").status_code == 200
+    with pytest.raises(UpstreamUnavailable):
+        users.post("/orders", json={"n": 1})
+    assert len(closing.requests) == 2  # the server may have acted on it: once only
+    # With a key it may be sent again: on a kept-alive connection again first.
+    assert users.get("/warm").status_code == 200
+    keyed = users.post("/orders", json={"n": 2}, idempotency_key="order-2")
+    assert keyed.status_code == 200
+    sent = closing.requests[3:]
+    assert [r.split(b"\r\n\r\n")[1] for r in sent] == [b'{"n":2}'] * 2, sent
+    assert all(b'idempotency-key: "order-2"' in r.lower() for r in sent), sent

@@ -11,7 +11,10 @@ timeout, not the caller's surprise.
 Retries are tenacity's (``wait_random_exponential``: exponential backoff with
 full jitter), at most :data:`MAX_ATTEMPTS` attempts in all, and only:
 
-- on a connect error or connect timeout, or a 429, 502, 503 or 504 answer;
+- on a connect error or connect timeout; on a connection that broke before
+  the answer came (reset, or closed with no answer: a kept-alive one the
+  server closed as the request went out, RFC 9112 9.3.1); or on a 429,
+  502, 503 or 504 answer;
 - for an idempotent method, or a request carrying an ``Idempotency-Key``;
 - when the wait (``Retry-After`` on a 429 or 503, plus the jitter) leaves
   time before the deadline, the retry budget has one to give, and the
@@ -49,6 +52,7 @@ __all__ = [
     "FAILURE_STATUSES",
     "IDEMPOTENT",
     "MAX_ATTEMPTS",
+    "RETRY_ERRORS",
     "RETRY_STATUSES",
     "ResilientTransport",
     "pooled",
@@ -56,6 +60,16 @@ __all__ = [
 
 #: Attempts in all: the first and at most two retries.
 MAX_ATTEMPTS = 3
+#: Transport errors worth another attempt: the request never reached the
+#: target, or the connection broke before any answer (a timeout is not one:
+#: the target may still be working on it).
+RETRY_ERRORS = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+)
 #: Answers worth another attempt.
 RETRY_STATUSES = frozenset((429, 502, 503, 504))
 #: Answers the breaker counts as failures (any other, 4xx included, is a success).
@@ -210,7 +224,7 @@ class ResilientTransport(httpx.BaseTransport):
         if outcome is None:
             return False
         if outcome.failed:
-            return isinstance(outcome.exception(), httpx.ConnectError | httpx.ConnectTimeout)
+            return isinstance(outcome.exception(), RETRY_ERRORS)
         response: httpx.Response = outcome.result()
         return response.status_code in RETRY_STATUSES
 
