@@ -484,3 +484,32 @@ def test_pre_app_errors_are_as_documented(serve: Callable[..., Served], server: 
         answers[name] = (status, headers.get("content-type"))
     assert answers == PRE_APP[server]
     assert httpx.get(f"{served.base}/healthz", timeout=10).status_code == 200  # still serving
+
+
+@pytest.mark.server
+def test_uds_serves_on_a_unix_socket_as_well(tmp_path: Path) -> None:
+    path = tmp_path / "replica.sock"
+    with serving(tmp_path, "--uds", str(path)) as served:
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(path)), timeout=10) as http:
+            assert http.get("http://replica/readyz").status_code == 200
+        assert httpx.get(f"{served.base}/readyz", timeout=10).status_code == 200
+    assert not path.exists()  # gunicorn removes its socket when it stops
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--server", "granian", "--uds", "/tmp/x.sock"], "--uds needs --server gunicorn"),
+        (["--server", "uwsgi", "--uds", "/tmp/x.sock"], "--uds needs --server gunicorn"),
+        (["--uds", "/tmp/" + "x" * 120], "longer than the 107 bytes a Unix socket path can have"),
+    ],
+)
+def test_uds_is_refused_where_it_cannot_work(tmp_path: Path, args: list[str], error: str) -> None:
+    environment = {**os.environ, "LOCKGATE_DATA_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [str(LOCKGATE), "serve", "--manifest", str(MANIFEST), *args],
+        env=environment, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert error in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr

@@ -458,7 +458,7 @@ class Topology:
     def stop(self, grace: float = 20.0) -> None:
         """Replicas drain (nginx still routes in-flight work), then nginx, then workers."""
         with self._state:
-            self._stopping = True  # a rollout under way starts and reloads nothing more
+            self._stopping = True  # a rollout under way starts nothing more
             processes = [p for p in self._processes if p.poll() is None]
         if self._control is not None:
             with contextlib.suppress(OSError):
