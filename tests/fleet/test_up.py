@@ -188,6 +188,24 @@ def test_a_replica_killed_under_load_costs_no_request(up: Up) -> None:
     assert [f for f in failures if f not in cut] == [], failures[:5]
 
 
+def test_a_second_up_on_the_same_data_directory_is_refused(up: Up) -> None:
+    second = subprocess.run(
+        [str(LOCKGATE), "up", "--port", str(free_port())], cwd=ROOT, env=up.env,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert "another lockgate up runs on" in second.stderr, second.stderr
+    # The first one's replicas and slots are untouched: it still serves.
+    client_id, secret = development_client(up.log.read_text())
+    token = token_for(up.base, client_id, secret)
+    for _ in range(6):  # every replica of users' pools, round robin
+        answer = httpx.get(
+            f"{up.base}/api/v2/users?limit=1", timeout=10,
+            headers={"Authorization": f"Bearer {token}"},
+        )  # fmt: skip
+        assert answer.status_code == 200, answer.text
+
+
 def test_sigterm_stops_everything_it_started(up: Up) -> None:
     pids = [up.replica_pid(port) for port in range(up.first + 1, up.first + 6)]
     up.process.send_signal(signal.SIGTERM)

@@ -58,6 +58,7 @@ from typing import Any
 import httpx
 
 from ..config import data_dir
+from ..errors import ConfigurationError
 from ..serving.options import MAX_UDS_PATH
 from .gateway import local_addresses, pools, render_nginx
 from .manifest import Fleet
@@ -120,14 +121,10 @@ def describe(event: Message) -> str:
 
 
 def _nginx() -> str:
-    import shutil
-
     found = shutil.which("nginx") or next(
         (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None
     )
     if found is None:
-        from ..errors import ConfigurationError
-
         raise ConfigurationError("lockgate up needs nginx (make up installs it: apt-get nginx)")
     return found
 
@@ -175,6 +172,9 @@ class Topology:
         self.base = f"http://{host}:{port}"
         self.folder = data_dir() / "up"
         self.folder.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as probe:
+            probe.connect(str(self.folder / CONTROL_SOCKET))
+            raise ConfigurationError(f"another lockgate up runs on {self.folder}")
         self.sockets = self._socket_folder()
         #: Each pool's replicas, by slot: (address, process); the n-th serves
         #: behind ``<pool>.<n>`` in :attr:`sockets`.
