@@ -1190,19 +1190,9 @@ def gateway_render(target: str, out: str | None, run_dir: str, manifest: str) ->
             files = render_gateway_api(fleet, manifest=manifest)
     except ConfigurationError as error:
         _fail(error)
-    if out is None:
-        for name, text in files.items():
-            if len(files) > 1:
-                click.echo(f"# --- {name}")
-            click.echo(text, nl=False)
-        return
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    if target == "nginx" and not Path(run_dir).is_absolute():
-        (folder / run_dir).mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (folder / name).write_text(text, encoding="utf-8")
-        click.echo(f"wrote {folder / name}", err=True)
+    if out is not None and target == "nginx" and not Path(run_dir).is_absolute():
+        (Path(out) / run_dir).mkdir(parents=True, exist_ok=True)
+    _write_files(files, out)
 
 
 @main.group()
@@ -1286,17 +1276,25 @@ def deploy_render(
             raise click.ClickException(f"{out} is out of date with {name}: run `{command}`")
         click.echo(f"{out}: up to date with {name}")
         return
+    _write_files(files, out)
+
+
+def _write_files(files: dict[str, str], out: str | None) -> None:
+    """Rendered ``files`` to stdout (each under a ``# --- name`` line when
+    there are several), or into the folder ``out``."""
+    from pathlib import Path
+
     if out is None:
-        for n, text in files.items():
+        for name, text in files.items():
             if len(files) > 1:
-                click.echo(f"# --- {n}")
+                click.echo(f"# --- {name}")
             click.echo(text, nl=False)
         return
-    folder = Path(out)
-    for n, text in files.items():
-        (folder / n).parent.mkdir(parents=True, exist_ok=True)
-        (folder / n).write_text(text, encoding="utf-8")
-        click.echo(f"wrote {folder / n}", err=True)
+    for name, text in files.items():
+        path = Path(out) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {path}", err=True)
 
 
 def _read(path: Any) -> str | None:
