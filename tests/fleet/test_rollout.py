@@ -295,9 +295,8 @@ def test_the_drill_without_drain_is_seen_failing(tmp_path: Path) -> None:
             # Each old replica killed while nginx still sends it requests: a
             # POST in flight there is lost (nginx never retries one). Repeated
             # a bounded number of times: whether a kill catches one is chance.
-            for _ in range(4):
-                rollout(up, "orders", "--no-drain", stopped=stopped)
-                rollout(up, "users", "--no-drain", stopped=stopped)
+            for service in ["orders", "users"] * 2:
+                rollout(up, service, "--no-drain", stopped=stopped)
                 if load.failed or load.resets:
                     break
             time.sleep(1)

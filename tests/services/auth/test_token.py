@@ -141,18 +141,20 @@ def test_secrets_are_stored_only_as_scrypt_hashes(app: Flask, registered: tuple[
 def test_a_wrong_secret_costs_what_a_right_one_does(
     app: Flask, registered: tuple[str, str]
 ) -> None:
-    """Unknown id, wrong secret, right secret: each does one scrypt (bounded ratio)."""
+    """Unknown id, wrong secret, right secret: each does one scrypt (bounded
+    ratio). The cases take turns and each keeps its fastest of several
+    tries: another process's load only ever adds time, so the minima compare
+    the work itself (a skipped scrypt would be a ratio near 0)."""
     store: ClientStore = app.extensions["auth.clients"]
-
-    def seconds(client_id: str, secret: str) -> float:
-        started = time.perf_counter()
-        for _ in range(3):
+    cases = {"right": registered, "wrong": (registered[0], "wrong"), "unknown": ("cl_nobody", "x")}
+    fastest = dict.fromkeys(cases, float("inf"))
+    for _ in range(7):
+        for name, (client_id, secret) in cases.items():
+            started = time.perf_counter()
             store.authenticate(client_id, secret)
-        return time.perf_counter() - started
-
-    right = seconds(*registered)
-    for other in (seconds(registered[0], "wrong"), seconds("cl_nobody", "wrong")):
-        assert 0.5 < other / right < 2.0
+            fastest[name] = min(fastest[name], time.perf_counter() - started)
+    for name in ("wrong", "unknown"):
+        assert 0.5 < fastest[name] / fastest["right"] < 2.0, fastest
 
 
 def test_jwks_and_metadata(app: Flask) -> None:
