@@ -84,7 +84,11 @@ def test_an_open_breaker_fails_fast_without_reaching_the_target(
         assert client.post(f"/switch/{name}?fail_after=0.3").status_code == 503
     assert client.breaker_state() == "open"
     timings = [refused(client, f"/switch/{name}?fail_after=0.3") for _ in range(50)]
-    assert max(took for _, took in timings) < 0.05
+    # A call that reached the target would take its 300 ms at least; a refusal
+    # is a Redis round trip (bounds loose enough for a loaded machine).
+    took = sorted(took for _, took in timings)
+    assert took[-1] < 0.3, took
+    assert took[len(took) // 2] < 0.05, took
     assert {e.extra_headers["Retry-After"] for e, _ in timings} <= {"29", "30"}
     assert calls(store, name) == 3
 
