@@ -172,15 +172,19 @@ def start_fleet(tmp_path: Path) -> Iterator[Callable[..., Fleet]]:
 REDIS = "redis://127.0.0.1:6379"
 
 
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    """A Redis database of the test's own, emptied before and after it.
-
-    One database per pytest-xdist worker (tests in a worker run one at a time),
-    so parallel workers never empty each other's data.
-    """
+@pytest.fixture(scope="session")
+def worker_redis_url() -> str:
+    """This pytest-xdist worker's Redis database (tests in a worker run one at
+    a time), so parallel workers never empty each other's data; for a server
+    a module shares, which ``redis_url`` empties around each test."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    url = f"{REDIS}/{1 + int(worker.removeprefix('gw') or 0) % 15}"
+    return f"{REDIS}/{1 + int(worker.removeprefix('gw') or 0) % 15}"
+
+
+@pytest.fixture
+def redis_url(worker_redis_url: str) -> Iterator[str]:
+    """A Redis database of the test's own, emptied before and after it."""
+    url = worker_redis_url
     client = redis.Redis.from_url(url)
     client.flushdb()
     yield url

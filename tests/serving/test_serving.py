@@ -25,7 +25,7 @@ import httpx
 import pytest
 import redis
 
-from tests.servers import create_client, free_port, stop, token_for, wait_until_up
+from tests.servers import create_client, free_port, stop, token_for, unique_email, wait_until_up
 
 LOCKGATE = Path(sys.executable).parent / "lockgate"
 MANIFEST = Path(__file__).parent / "servefleet" / "fleet.toml"
@@ -105,11 +105,45 @@ def serving(
         log.close()
 
 
-@pytest.fixture(params=SERVERS)
+@pytest.fixture(scope="module", params=SERVERS)
 def server(request: pytest.FixtureRequest) -> str:
     """Each test that takes it runs once per server."""
     name: str = request.param
     return name
+
+
+@pytest.fixture(scope="module")
+def plain(server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One ``lockgate serve --server <server>`` on defaults, shared by the
+    tests that only send it requests (starting one per test was most of
+    their time)."""
+    with serving(tmp_path_factory.mktemp(f"plain-{server}"), "--server", server) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def two_workers(
+    server: str, tmp_path_factory: pytest.TempPathFactory, worker_redis_url: str
+) -> Iterator[tuple[Served, Path]]:
+    """Two workers of the test fleet on Redis, and their metrics directory."""
+    tmp = tmp_path_factory.mktemp(f"two-{server}")
+    metrics = tmp / "metrics"
+    env = {"REDIS_URL": worker_redis_url, "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+    with serving(tmp, "--server", server, "--workers", "2", env=env) as served:
+        yield served, metrics
+
+
+@pytest.fixture(scope="module")
+def reference_fleet(
+    server: str, tmp_path_factory: pytest.TempPathFactory, worker_redis_url: str
+) -> Iterator[Served]:
+    """The reference fleet on four workers sharing Redis."""
+    tmp = tmp_path_factory.mktemp(f"fleet-{server}")
+    env = {"REDIS_URL": worker_redis_url}
+    with serving(
+        tmp, "--server", server, "--workers", "4", env=env, manifest=ROOT / "fleet.toml"
+    ) as served:
+        yield served
 
 
 @pytest.fixture
@@ -217,9 +251,9 @@ def test_sigterm_drains_in_flight_requests(
 
 @pytest.mark.server
 def test_metrics_are_summed_across_workers(
-    serve: Callable[..., Served], redis_url: str, tmp_path: Path
+    two_workers: tuple[Served, Path], redis_url: str
 ) -> None:
-    served = serve("--workers", "2", env={"REDIS_URL": redis_url})
+    served, _ = two_workers
     concurrently(40, lambda _: httpx.get(f"{served.base}/api/v1/fast", timeout=30).status_code)
     pattern = re.compile(
         r'^http_requests_total\{[^}]*route="/api/v1/fast"[^}]*status="200"[^}]*\} (\S+)$', re.M
@@ -231,13 +265,10 @@ def test_metrics_are_summed_across_workers(
 
 @pytest.mark.server
 def test_a_dead_worker_leaves_the_live_sums(
-    serve: Callable[..., Served], redis_url: str, tmp_path: Path
+    two_workers: tuple[Served, Path], redis_url: str
 ) -> None:
     """A worker killed outright is replaced and marked dead: its live gauge file goes."""
-    metrics = tmp_path / "metrics"
-    served = serve(
-        "--workers", "2", env={"REDIS_URL": redis_url, "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
-    )
+    served, metrics = two_workers
 
     def live() -> set[int]:
         return {int(path.stem.rpartition("_")[2]) for path in metrics.glob("gauge_livesum_*.db")}
@@ -262,25 +293,33 @@ def test_a_dead_worker_leaves_the_live_sums(
 
 @pytest.mark.server
 def test_reference_fleet_metrics_are_summed_across_workers(
-    serve: Callable[..., Served], redis_url: str
+    reference_fleet: Served, redis_url: str
 ) -> None:
     """The real fleet imports prometheus_client before the server sets its directory up."""
-    served = serve("--workers", "2", env={"REDIS_URL": redis_url}, manifest=ROOT / "fleet.toml")
+    served = reference_fleet
     headers = served.bearer("users:read")
+    pattern = re.compile(
+        r'^http_requests_total\{[^}]*route="/api/v1/users"[^}]*status="200"[^}]*\} (\S+)$', re.M
+    )
+    deprecated = re.compile(r'^api_deprecated_requests_total\{[^}]*version="1"[^}]*\} (\S+)$', re.M)
+
+    def sums() -> tuple[float, float]:
+        response = httpx.get(f"{served.base}/metrics", timeout=10)
+        assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+        text = response.text
+        return (
+            sum(float(value) for value in pattern.findall(text)),
+            sum(float(value) for value in deprecated.findall(text)),
+        )
+
+    before = sums()  # the module's other tests may have counted some already
     statuses = concurrently(
         30,
         lambda _: httpx.get(f"{served.base}/api/v1/users", headers=headers, timeout=30).status_code,
     )
     assert statuses == [200] * 30
-    pattern = re.compile(
-        r'^http_requests_total\{[^}]*route="/api/v1/users"[^}]*status="200"[^}]*\} (\S+)$', re.M
-    )
-    deprecated = re.compile(r'^api_deprecated_requests_total\{[^}]*version="1"[^}]*\} (\S+)$', re.M)
     for _ in range(4):  # whichever worker answers, the sum is the same
-        response = httpx.get(f"{served.base}/metrics", timeout=10)
-        assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
-        assert sum(float(value) for value in pattern.findall(response.text)) == 30
-        assert sum(float(value) for value in deprecated.findall(response.text)) == 30
+        assert sums() == (before[0] + 30, before[1] + 30)
 
 
 def test_several_workers_need_redis(tmp_path: Path, server: str) -> None:
@@ -346,12 +385,12 @@ def test_redis_going_away(serve: Callable[..., Served], tmp_path: Path) -> None:
 
 @pytest.mark.server
 def test_a_read_after_a_write_is_fresh_on_every_worker(
-    serve: Callable[..., Served], redis_url: str
+    reference_fleet: Served, redis_url: str
 ) -> None:
     """The users fleet on 4 workers sharing a Redis cache: no worker serves stale data."""
-    served = serve("--workers", "4", env={"REDIS_URL": redis_url}, manifest=ROOT / "fleet.toml")
+    served = reference_fleet
     with httpx.Client(base_url=served.base, headers=served.bearer(), timeout=10) as client:
-        body = {"first_name": "Cache", "last_name": "Test", "email": "cache@example.com"}
+        body = {"first_name": "Cache", "last_name": "Test", "email": unique_email("cache")}
         user = client.post("/api/v2/users", json=body).json()
         url = f"/api/v2/users/{user['id']}"
         for round_ in range(25):
@@ -399,9 +438,9 @@ def chunked_post(body: bytes) -> bytes:
 
 
 @pytest.mark.server
-def test_chunked_bodies(serve: Callable[..., Served]) -> None:
+def test_chunked_bodies(plain: Served) -> None:
     """A chunked body is read whole; one whose chunk size is not hex is a 400, never a 500."""
-    served = serve()
+    served = plain
     status, headers, body = raw_request(
         served.base, chunked_post(b'6\r\n{"text\r\n7\r\n": "hi"\r\n1\r\n}\r\n0\r\n\r\n')
     )
@@ -421,9 +460,9 @@ def test_chunked_bodies(serve: Callable[..., Served]) -> None:
 
 
 @pytest.mark.server
-def test_server_header_names_no_version(serve: Callable[..., Served], server: str) -> None:
+def test_server_header_names_no_version(plain: Served, server: str) -> None:
     """Gunicorn and granian name themselves, uWSGI sends none; no version, no Python."""
-    served = serve()
+    served = plain
     response = httpx.get(f"{served.base}/healthz", timeout=10)
     assert response.status_code == 200
     expected = {"gunicorn": ["gunicorn"], "granian": ["granian"], "uwsgi": []}
@@ -476,8 +515,8 @@ def pre_app_requests() -> dict[str, bytes]:
 
 
 @pytest.mark.server
-def test_pre_app_errors_are_as_documented(serve: Callable[..., Served], server: str) -> None:
-    served = serve()
+def test_pre_app_errors_are_as_documented(plain: Served, server: str) -> None:
+    served = plain
     answers = {}
     for name, data in pre_app_requests().items():
         status, headers, _ = raw_request(served.base, data)
