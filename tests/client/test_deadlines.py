@@ -95,7 +95,9 @@ def test_a_spent_inbound_budget_cuts_the_call_short(
         f"{target}/relay/{name}?to=slow&seconds=2", headers={DEADLINE_HEADER: "300"}, timeout=10
     )
     assert response.status_code == 504
-    assert 0.3 <= time.monotonic() - started < 0.3 * 1.1 + 0.05
+    # The budget plus 10 %, plus this test's own hop to the relay (80 ms was
+    # seen beside the other suites); the 2 s target or 10 s deadline is far off.
+    assert 0.3 <= time.monotonic() - started < 0.3 * 1.1 + 0.15
 
 
 def test_no_budget_left_means_no_call_at_all(target: str, store: redis.Redis, name: str) -> None:
