@@ -10,7 +10,7 @@ are right across worker processes; the tests read them with :func:`calls`.
   ``slow:S`` (sleep, then 200), else 200.
 - ``/echo/<name>``: the headers a client propagates, as JSON.
 - ``/oauth/token``: the client credentials grant for ``orders``/``s3cret``,
-  counting tokens issued (``expires_in`` from ``TOKEN_TTL``, 2 s).
+  counting requests and tokens issued (``expires_in`` from ``TOKEN_TTL``, 2 s).
 - ``/protected/<name>``: 401 unless the bearer token is one issued and not
   revoked (and ``refuse:<name>`` is not set in Redis).
 - ``/relay/<name>?to=echo|slow&seconds=S&pause=P``: a view that is itself a
@@ -123,6 +123,7 @@ def create_app(redis_url: str | None = None, **config: Any) -> Flask:
 
     @app.post("/oauth/token")
     def token() -> Any:
+        store.incr("token_requests")  # asked, whether or not it issues one
         basic = request.headers.get("Authorization", "")
         expected = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
         if basic != f"Basic {expected}":
