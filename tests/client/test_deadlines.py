@@ -22,6 +22,18 @@ from lockgate.client.deadline import ARRIVED_KEY
 from .target import calls
 
 
+def hop(base: str, name: str) -> float:
+    """What a quick relay costs now, measured beside the timed call (the
+    slowest of 3): the test's own way to the view and back, which the
+    deadline does not cover, and the machine's load with it."""
+    took = []
+    for _ in range(3):
+        started = time.monotonic()
+        assert httpx.get(f"{base}/relay/{name}?to=echo", timeout=10).status_code == 200
+        took.append(time.monotonic() - started)
+    return max(took)
+
+
 def test_a_target_slower_than_the_deadline_is_a_timeout_within_the_deadline(
     target: str, store: redis.Redis, name: str
 ) -> None:
@@ -54,13 +66,14 @@ def test_a_view_whose_callee_is_too_slow_answers_504_problem_json_within_the_dea
     """As orders does when users is slowed: the deadline comes from the app's
     ``LOCKGATE_CLIENT_DEADLINE``, and the view lets the problem propagate."""
     base = served(LOCKGATE_CLIENT_DEADLINE=1.0)
+    way = hop(base, name)
     started = time.monotonic()
     response = httpx.get(f"{base}/relay/{name}?to=slow&seconds=3", timeout=10)
     elapsed = time.monotonic() - started
     assert response.status_code == 504
     assert response.headers["Content-Type"] == "application/problem+json"
     assert response.json()["code"] == "UpstreamTimeout"
-    assert elapsed <= 1.0 * 1.1
+    assert elapsed <= 1.0 * 1.1 + way, (elapsed, way)
 
 
 def test_the_budget_decreases_along_a_chain(target: str, store: redis.Redis, name: str) -> None:
@@ -90,14 +103,16 @@ def test_a_spent_inbound_budget_cuts_the_call_short(
 ) -> None:
     """Given 300 ms by its caller, the relay's call to a 2 s target ends as a 504
     after about 300 ms, though its own deadline is 10 s."""
+    way = hop(target, name)
     started = time.monotonic()
     response = httpx.get(
         f"{target}/relay/{name}?to=slow&seconds=2", headers={DEADLINE_HEADER: "300"}, timeout=10
     )
+    elapsed = time.monotonic() - started
     assert response.status_code == 504
-    # The budget plus 10 %, plus this test's own hop to the relay (80 ms was
-    # seen beside the other suites); the 2 s target or 10 s deadline is far off.
-    assert 0.3 <= time.monotonic() - started < 0.3 * 1.1 + 0.15
+    # The budget plus 10 %, plus this test's own way to the relay; the 2 s
+    # target or the relay's own 10 s deadline is far off.
+    assert 0.3 <= elapsed < 0.3 * 1.1 + way, (elapsed, way)
 
 
 def test_no_budget_left_means_no_call_at_all(target: str, store: redis.Redis, name: str) -> None:

@@ -273,8 +273,13 @@ def test_the_request_id_is_made_at_the_edge_or_passed_on(edge: Edge) -> None:
     kept = edge.http.get("/healthz", headers={"X-Request-ID": "edge-trace-77"})
     assert kept.headers["X-Request-ID"] == "edge-trace-77"
     assert edge.reached(edge.main.log, '"request_id": "edge-trace-77"') == 1
-    lines = (edge.folder / "run" / "access.log").read_text().splitlines()
-    logged = [json.loads(line) for line in lines if "edge-trace-77" in line]
+    deadline = time.monotonic() + 10  # nginx logs a request once it has answered it
+    while True:
+        lines = (edge.folder / "run" / "access.log").read_text().splitlines()
+        logged = [json.loads(line) for line in lines if "edge-trace-77" in line]
+        if logged or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert logged and "upstream_time" in logged[0]
 
 
