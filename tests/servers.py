@@ -11,9 +11,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -108,6 +109,17 @@ def development_client(output: str) -> tuple[str, str]:
     found = dict(re.findall(r"^\s*(client_id|client_secret):\s+(\S+)$", output, re.MULTILINE))
     assert set(found) == {"client_id", "client_secret"}, output[-3000:]
     return found["client_id"], found["client_secret"]
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """``check()``'s first truthy answer, asked every 0.2 s for ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
 
 
 def wait_until_up(process: subprocess.Popen[str], base: str, log: Path) -> None:

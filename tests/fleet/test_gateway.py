@@ -27,7 +27,16 @@ import yaml
 from lockgate.fleet.gateway import local_addresses, pools, render_nginx
 from lockgate.fleet.gatewayapi import resources
 from lockgate.fleet.manifest import load_manifest
-from tests.servers import LOCKGATE, ROOT, Fleet, free_port, running_fleet, stop, wait_until_up
+from tests.servers import (
+    LOCKGATE,
+    ROOT,
+    Fleet,
+    free_port,
+    running_fleet,
+    stop,
+    wait_for,
+    wait_until_up,
+)
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -273,14 +282,15 @@ def test_the_request_id_is_made_at_the_edge_or_passed_on(edge: Edge) -> None:
     kept = edge.http.get("/healthz", headers={"X-Request-ID": "edge-trace-77"})
     assert kept.headers["X-Request-ID"] == "edge-trace-77"
     assert edge.reached(edge.main.log, '"request_id": "edge-trace-77"') == 1
-    deadline = time.monotonic() + 10  # nginx logs a request once it has answered it
-    while True:
-        lines = (edge.folder / "run" / "access.log").read_text().splitlines()
-        logged = [json.loads(line) for line in lines if "edge-trace-77" in line]
-        if logged or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert logged and "upstream_time" in logged[0]
+    log = edge.folder / "run" / "access.log"
+    logged = wait_for(  # nginx logs a request once it has answered it
+        lambda: [
+            json.loads(line) for line in log.read_text().splitlines() if "edge-trace-77" in line
+        ],
+        10,
+        "nginx to log the request",
+    )
+    assert "upstream_time" in logged[0]
 
 
 @pytest.mark.server

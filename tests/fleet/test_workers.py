@@ -13,8 +13,17 @@ import pytest
 
 from lockgate.errors import ConfigurationError
 from lockgate.fleet import load_manifest
-from tests.jobs.fleet import all_finished, jobs_fleet, start_export, wait_for
-from tests.servers import LOCKGATE, ROOT, create_client, free_port, stop, token_for, wait_until_up
+from tests.jobs.fleet import all_finished, jobs_fleet, start_export
+from tests.servers import (
+    LOCKGATE,
+    ROOT,
+    create_client,
+    free_port,
+    stop,
+    token_for,
+    wait_for,
+    wait_until_up,
+)
 
 
 def test_the_manifest_declares_the_worker() -> None:

@@ -14,7 +14,7 @@ import sqlite3
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from tests.servers import LOCKGATE, ROOT, Fleet, running_fleet
+from tests.servers import LOCKGATE, ROOT, Fleet, running_fleet, wait_for
 
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672//"
 #: A Redis database of their own for the reliability tests (the resilience tests
@@ -196,16 +196,6 @@ def order_events(data: Path) -> dict[int, list[str]]:
     for order_id, event in rows:
         found.setdefault(order_id, []).append(event)
     return found
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def finished(http: httpx.Client, location: str, timeout: float = 60) -> dict[str, Any]:

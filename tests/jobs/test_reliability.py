@@ -29,9 +29,8 @@ from tests.jobs.fleet import (
     order_events,
     place_order,
     start_export,
-    wait_for,
 )
-from tests.servers import free_port, unique_email
+from tests.servers import free_port, unique_email, wait_for
 
 pytestmark = pytest.mark.server
 

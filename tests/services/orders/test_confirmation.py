@@ -18,9 +18,8 @@ from tests.jobs.fleet import (
     jobs_fleet,
     order_events,
     place_order,
-    wait_for,
 )
-from tests.servers import unique_email
+from tests.servers import unique_email, wait_for
 
 pytestmark = pytest.mark.server
 
