@@ -106,7 +106,9 @@ def test_a_retry_after_beyond_the_deadline_answers_at_once(
     response = users.get(f"/flaky/{name}?fail=1&status=503&retry_after=30")
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "30"
-    assert time.monotonic() - started < 0.5
+    # No wait at all: waiting would be the 30 s asked for; the bound is the
+    # deadline, not a guess at the machine's speed (one call took 1.5 s in CI).
+    assert time.monotonic() - started < 2.0
     assert calls(store, name) == 1
 
 
